@@ -1,0 +1,205 @@
+"""The feature spec: the single definition of how a flight becomes a model row.
+
+Training and serving both call :meth:`FeatureSpec.encode`, so the numbers the booster sees at
+prediction time are produced by exactly the code that produced them at training time (a parity
+test checks it). This module imports only numpy and the standard library: the service imports it
+on every worker and must not pay for pandas.
+
+A flight is a mapping with the required inputs ``OPERA`` (airline name), ``TIPOVUELO`` (``"I"``
+international / ``"N"`` national) and ``MES`` (month 1-12), and the optional inputs ``Fecha-I``
+(scheduled departure, a :class:`datetime.datetime`) and ``SIGLADES`` (destination city name).
+An absent optional input is encoded as NaN in every column it feeds, which XGBoost treats as
+missing and routes down each split's learned default branch; training shows the model rows with
+the optional inputs masked (see ``training.train``), so those branches are meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+
+SPEC_VERSION = 1
+
+REQUIRED_INPUTS: tuple[str, ...] = ("OPERA", "TIPOVUELO", "MES")
+OPTIONAL_INPUTS: tuple[str, ...] = ("Fecha-I", "SIGLADES")
+FLIGHT_TYPES: tuple[str, ...] = ("I", "N")
+MONTHS: tuple[int, ...] = tuple(range(1, 13))
+
+# Input levels the model is evaluated (and thresholded) on.
+INPUT_LEVELS: dict[str, tuple[str, ...]] = {
+    "required": (),
+    "fecha": ("Fecha-I",),
+    "destination": ("SIGLADES",),
+    "full": ("Fecha-I", "SIGLADES"),
+}
+
+# Columns derived from Fecha-I, in matrix order, with the explanation group each one reports to.
+_TIME_COLUMNS: tuple[str, ...] = ("day_of_week", "hour", "day_of_month", "day_of_year",
+                                  "high_season")
+
+# High season (challenge definition, inclusive, by calendar date): Dec 15 - Mar 3,
+# Jul 15 - Jul 31, Sep 11 - Sep 30.
+_HIGH_SEASON_RANGES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
+    ((1, 1), (3, 3)),
+    ((7, 15), (7, 31)),
+    ((9, 11), (9, 30)),
+    ((12, 15), (12, 31)),
+)
+
+
+def is_high_season(when: date) -> int:
+    """1 if the calendar date of ``when`` is in the challenge's high season (bounds inclusive)."""
+    key = (when.month, when.day)
+    return int(any(lo <= key <= hi for lo, hi in _HIGH_SEASON_RANGES))
+
+
+def period_of_day(when: datetime) -> str:
+    """morning 05:00-11:59, afternoon 12:00-18:59, night 19:00-04:59; total over every minute.
+
+    The challenge notebook compared times with open intervals and returned nothing at exact
+    boundaries such as 05:00; comparing the hour alone makes every minute land in one period.
+    """
+    if 5 <= when.hour < 12:
+        return "morning"
+    if 12 <= when.hour < 19:
+        return "afternoon"
+    return "night"
+
+
+def time_features(when: datetime) -> tuple[float, float, float, float, float]:
+    """The values of ``_TIME_COLUMNS`` for a scheduled departure."""
+    return (
+        float(when.weekday()),
+        when.hour + when.minute / 60.0,
+        float(when.day),
+        float(when.timetuple().tm_yday),
+        float(is_high_season(when)),
+    )
+
+
+class FeatureSpec:
+    """Ordered feature columns plus the vocabularies they were built from.
+
+    The vocabularies come from the training data and travel in the artifact's metadata; the
+    service validates requests against them, so nothing here lists airline or city names.
+    """
+
+    def __init__(self, airlines: Iterable[str], destinations: Iterable[str]) -> None:
+        self.airlines: tuple[str, ...] = tuple(sorted(set(airlines)))
+        self.destinations: tuple[str, ...] = tuple(sorted(set(destinations)))
+        if not self.airlines or not self.destinations:
+            raise ValueError("a feature spec needs at least one airline and one destination")
+
+        names: list[str] = []
+        groups: list[str] = []
+
+        def add(name: str, group: str) -> int:
+            names.append(name)
+            groups.append(group)
+            return len(names) - 1
+
+        self._airline_index = {a: add(f"OPERA={a}", "OPERA") for a in self.airlines}
+        self._airline_slice = slice(0, len(self.airlines))
+        self._international = add("TIPOVUELO=I", "TIPOVUELO")
+        self._month = add("MES", "MES")
+        first_time = len(names)
+        for column in _TIME_COLUMNS:
+            add(column, column)
+        self._time_slice = slice(first_time, len(names))
+        first_dest = len(names)
+        self._destination_index = {d: add(f"SIGLADES={d}", "SIGLADES")
+                                   for d in self.destinations}
+        self._destination_slice = slice(first_dest, len(names))
+        self.feature_names: tuple[str, ...] = tuple(names)
+        self.feature_groups: tuple[str, ...] = tuple(groups)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def group_names(self) -> list[str]:
+        """Explanation groups in first-seen column order (each input field or Fecha-I part)."""
+        return list(dict.fromkeys(self.feature_groups))
+
+    def encode(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Encode validated flights into a float32 matrix, one row per flight.
+
+        Unknown airlines or destinations raise ``KeyError``: the service's schemas reject them
+        before they get here, and training builds the vocabulary from the very rows it encodes.
+        """
+        matrix = np.full((len(flights), self.n_features), np.nan, dtype=np.float32)
+        for row, flight in zip(matrix, flights, strict=True):
+            row[self._airline_slice] = 0.0
+            row[self._airline_index[flight["OPERA"]]] = 1.0
+            row[self._international] = 1.0 if flight["TIPOVUELO"] == "I" else 0.0
+            row[self._month] = flight["MES"]
+            when = flight.get("Fecha-I")
+            if when is not None:
+                row[self._time_slice] = time_features(when)
+            destination = flight.get("SIGLADES")
+            if destination is not None:
+                row[self._destination_slice] = 0.0
+                row[self._destination_index[destination]] = 1.0
+        return matrix
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in ``metadata.json`` under ``feature_spec``."""
+        return {
+            "spec_version": SPEC_VERSION,
+            "required_inputs": list(REQUIRED_INPUTS),
+            "optional_inputs": list(OPTIONAL_INPUTS),
+            "input_levels": {k: list(v) for k, v in INPUT_LEVELS.items()},
+            "flight_types": list(FLIGHT_TYPES),
+            "months": list(MONTHS),
+            "airlines": list(self.airlines),
+            "destinations": list(self.destinations),
+            "feature_names": list(self.feature_names),
+            "feature_groups": list(self.feature_groups),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Rebuild the spec and check it describes the same columns it was saved with."""
+        version = data.get("spec_version")
+        if version != SPEC_VERSION:
+            raise ValueError(f"feature spec version {version!r} is not supported "
+                             f"(this code reads version {SPEC_VERSION})")
+        spec = cls(data["airlines"], data["destinations"])
+        if list(spec.feature_names) != list(data["feature_names"]):
+            raise ValueError("feature_names in the metadata do not match the ones this code "
+                             "builds from its vocabularies")
+        return spec
+
+
+def level_of(flight: Mapping[str, Any]) -> str:
+    """Which input level a flight carries (used to report and threshold by level)."""
+    has_time = flight.get("Fecha-I") is not None
+    has_dest = flight.get("SIGLADES") is not None
+    if has_time and has_dest:
+        return "full"
+    if has_time:
+        return "fecha"
+    if has_dest:
+        return "destination"
+    return "required"
+
+
+def mask_optional(flights: Iterable[Mapping[str, Any]], keep: Sequence[str]) -> list[dict]:
+    """Copies of ``flights`` with every optional input not in ``keep`` removed."""
+    drop = [name for name in OPTIONAL_INPUTS if name not in keep]
+    out = []
+    for flight in flights:
+        copy = dict(flight)
+        for name in drop:
+            copy.pop(name, None)
+        out.append(copy)
+    return out
+
+
+def is_missing(value: Any) -> bool:
+    """True for None and float NaN (pandas' missing marker in object columns)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
