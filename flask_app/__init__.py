@@ -1,0 +1,30 @@
+"""The SCL delay service: ``create_app(config)`` builds a fully wired Flask app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from flask_app import api, errors, health, model
+from flask_app.config import from_env
+from flask_app.schemas import build_schemas
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Settings come from the environment, overridden by ``config`` (tests pass a dict)."""
+    app = Flask(__name__)
+    app.config.from_mapping(from_env())
+    if config:
+        app.config.from_mapping(config)
+    app.json.sort_keys = False
+
+    errors.init_app(app)
+    model.init_app(app)
+    loaded = app.extensions[model.EXTENSION]
+    if loaded is not None:
+        app.extensions[api.SCHEMAS] = build_schemas(loaded.spec, app.config["MAX_BATCH_SIZE"])
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    return app

@@ -1,0 +1,72 @@
+"""Prediction and model-description routes. Views stay thin: parse, predict, serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from flask_app.errors import ApiError
+from flask_app.model import get_model
+from flask_app.schemas import Schemas
+
+bp = Blueprint("api", __name__)
+
+SCHEMAS = "schemas"
+
+
+def read_json_object() -> dict[str, Any]:
+    """The request body as a JSON object, or a 4xx that says what was wrong with it."""
+    if not request.is_json:
+        raise ApiError(415, "send the body as JSON with the header "
+                            "'Content-Type: application/json'")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "the body is not valid JSON (empty, truncated or malformed)")
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object: one flight "
+                            "{\"OPERA\": ..., \"TIPOVUELO\": ..., \"MES\": ...} "
+                            "or a batch {\"flights\": [...]}",
+                       {"_schema": [f"expected an object, got {type(body).__name__}"]})
+    return body
+
+
+def parse_flights(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validate a single flight or a ``{"flights": [...]}`` batch into a list of flights."""
+    schemas: Schemas = current_app.extensions[SCHEMAS]
+    if "flights" in body:
+        return schemas.batch.load(body)["flights"]
+    return [schemas.flight.load(body)]
+
+
+@bp.post("/predict")
+def predict():
+    model = get_model()
+    flights = parse_flights(read_json_object())
+    probabilities = model.predict(flights)
+    threshold = model.threshold
+    predictions = [{"delay_probability": round(float(p), 4), "delayed": bool(p >= threshold)}
+                   for p in probabilities]
+    return jsonify(predictions=predictions, model_version=model.version, threshold=threshold)
+
+
+@bp.get("/model")
+def describe_model():
+    model = get_model()
+    meta = model.metadata
+    keys = ("model_version", "trained_at", "threshold", "threshold_rule", "feature_spec",
+            "metrics", "dataset", "library_versions", "model_format")
+    return jsonify({k: meta[k] for k in keys if k in meta})
+
+
+@bp.get("/")
+def index():
+    model = current_app.extensions.get("delay_model")
+    return jsonify(
+        name="scl-delay",
+        description="Probability that a flight at Santiago de Chile (SCL) leaves more than "
+                    "15 minutes late",
+        model_version=model.version if model else None,
+        links={"predict": url_for("api.predict"), "model": url_for("api.describe_model"),
+               "health": url_for("health.health"), "ready": url_for("health.ready")},
+    )

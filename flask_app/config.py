@@ -1,0 +1,44 @@
+"""Settings read from the environment, with defaults that are safe to run as they are.
+
+Every knob the README documents is read here and nowhere else, so tests can pass a plain dict
+to ``create_app`` and get exactly the same keys.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "MODEL_DIR": "model_artifacts",
+    "MAX_BATCH_SIZE": 1000,
+    # 1,000 flights with every optional field are ~130 KB of JSON; 1 MiB leaves room, no more.
+    "MAX_CONTENT_LENGTH": 1 << 20,
+    "LOG_LEVEL": "INFO",
+    # Tests build an app without a model to check /ready's 503; production always loads one.
+    "LOAD_MODEL": True,
+}
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"environment variable {name} must be positive, got {value}")
+    return value
+
+
+def from_env() -> dict[str, Any]:
+    """The service's settings as the environment gives them (README: Configuration)."""
+    return {
+        "MODEL_DIR": os.environ.get("MODEL_DIR") or DEFAULTS["MODEL_DIR"],
+        "MAX_BATCH_SIZE": _int("MAX_BATCH_SIZE", DEFAULTS["MAX_BATCH_SIZE"]),
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
+        "LOG_LEVEL": (os.environ.get("LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]).upper(),
+        "LOAD_MODEL": DEFAULTS["LOAD_MODEL"],
+    }

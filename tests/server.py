@@ -1,0 +1,85 @@
+"""Start the real service (Gunicorn + gevent via gunicorn.conf.py) on a free port for tests.
+
+Tests that need a server use :func:`running_server`; it waits for /ready, hands back the base
+URL, the process and the path of its log, and always stops the server (SIGTERM, then SIGKILL)
+so no test leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_ready(url: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n"
+                               f"{log_path.read_text(errors='replace')[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready after {timeout}s:\n"
+                       f"{log_path.read_text(errors='replace')[-4000:]}")
+
+
+@contextlib.contextmanager
+def running_server(model_dir: Path | str, log_dir: Path, workers: int = 2,
+                   env: Mapping[str, str] | None = None,
+                   ready_timeout: float = 60.0) -> Iterator[Server]:
+    """Run ``gunicorn --config gunicorn.conf.py`` with MODEL_DIR and PORT set for the test."""
+    port = free_port()
+    log_path = Path(log_dir) / f"gunicorn-{port}.log"
+    full_env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1",
+                "MODEL_DIR": str(model_dir), "WEB_CONCURRENCY": str(workers),
+                **(env or {})}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [str(GUNICORN), "--config", "gunicorn.conf.py"], cwd=REPO_ROOT, env=full_env,
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log_path, ready_timeout)
+        yield Server(url=url, process=process, log_path=log_path)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
