@@ -33,3 +33,9 @@ accesslog = os.environ.get("ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = "scl-delay"
+
+# Gunicorn's control socket defaults to one fixed path per user, so two servers (tests, a
+# blue/green pair) would fight over it; SIGHUP/SIGTERM cover what we need from it.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
