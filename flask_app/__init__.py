@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_app import api, errors, health, model
+from flask_app import api, docs, errors, health, model
 from flask_app.config import from_env
 from flask_app.schemas import build_schemas
 
@@ -27,4 +27,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.extensions[api.SCHEMAS] = build_schemas(loaded.spec, app.config["MAX_BATCH_SIZE"])
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    # Last: the OpenAPI document lists the optional routes (/metrics) registered before it.
+    docs.init_app(app)
     return app
