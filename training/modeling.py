@@ -47,7 +47,8 @@ THRESHOLD_RULE = (
     "Among thresholds t on a 0.001 grid (a flight is predicted delayed when p >= t), take the "
     f"one maximizing F1 of the delayed class on the validation rows pooled over all four input "
     f"levels (each validation flight once per level), subject to recall of the delayed class "
-    f">= {MIN_RECALL:.2f} at every input level (required, fecha, destination, full) separately. "
+    f">= {MIN_RECALL:.2f} at every input level (required, fecha, destination, full) "
+    "separately; ties go to the lowest such t. "
     f"Validation = a {VALIDATION_FRACTION:.0%} split of the training flights stratified by "
     "delay_15 with the run's seed; the test/holdout rows are never used."
 )

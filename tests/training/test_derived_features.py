@@ -1,0 +1,105 @@
+"""Boundaries of the challenge's derived columns and of the feature encoding."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+from synthetic_flights import flight_row
+
+from training.data import load_flights
+from training.features import FeatureSpec, is_high_season, mask_optional, period_of_day
+
+
+@pytest.mark.parametrize(("when", "expected"), [
+    ("2017-12-14 23:59", 0),
+    ("2017-12-15 00:00", 1),
+    ("2017-12-31 23:59", 1),
+    ("2017-01-01 00:00", 1),
+    ("2017-03-03 23:59", 1),
+    ("2017-03-04 00:00", 0),
+    ("2017-07-14 23:59", 0),
+    ("2017-07-15 00:00", 1),
+    ("2017-07-31 23:59", 1),
+    ("2017-08-01 00:00", 0),
+    ("2017-09-10 23:59", 0),
+    ("2017-09-11 00:00", 1),
+    ("2017-09-30 23:59", 1),
+    ("2017-10-01 00:00", 0),
+    ("2017-06-01 12:00", 0),
+])
+def test_high_season_bounds_are_inclusive(when: str, expected: int) -> None:
+    assert is_high_season(datetime.strptime(when, "%Y-%m-%d %H:%M")) == expected
+
+
+@pytest.mark.parametrize(("hhmm", "expected"), [
+    ("00:00", "night"), ("04:59", "night"), ("05:00", "morning"), ("11:59", "morning"),
+    ("12:00", "afternoon"), ("18:59", "afternoon"), ("19:00", "night"), ("23:59", "night"),
+])
+def test_period_of_day_boundaries(hhmm: str, expected: str) -> None:
+    assert period_of_day(datetime.strptime(f"2017-05-10 {hhmm}", "%Y-%m-%d %H:%M")) == expected
+
+
+def test_derived_columns_from_csv(csv_writer) -> None:
+    """min_diff / delay_15 across midnight and the new year, and the other derived columns,
+    computed by the loader on a file (the path the pipeline really takes)."""
+    rows = [
+        flight_row("2017-03-03 23:50:00", "2017-03-04 00:10:00"),   # +20 across midnight
+        flight_row("2017-12-31 23:55:00", "2018-01-01 00:11:00"),   # +16 across the new year
+        flight_row("2017-07-15 05:00:00", "2017-07-15 05:15:00"),   # exactly 15: not delayed
+        flight_row("2017-09-30 23:59:00", "2017-09-30 23:50:00"),   # early: negative
+        flight_row("2017-03-04 00:00:00", "2017-03-04 00:00:00"),
+    ]
+    frame, report = load_flights(csv_writer(rows))
+    assert report.rows_used == 5
+    assert frame["min_diff"].tolist() == [20.0, 16.0, 15.0, -9.0, 0.0]
+    assert frame["delay_15"].tolist() == [1, 1, 0, 0, 0]
+    assert frame["high_season"].tolist() == [1, 1, 1, 1, 0]
+    assert frame["period_day"].tolist() == ["night", "night", "morning", "night", "night"]
+    assert frame["MES"].tolist() == [3, 12, 7, 9, 3]
+
+
+def test_mes_comes_from_scheduled_time_not_file(csv_writer) -> None:
+    """The file's MES is the month of operation (not known before departure): ignore it."""
+    rows = [flight_row("2017-01-31 23:50:00", "2017-02-01 00:30:00", MES="2", DIA="1")]
+    frame, _ = load_flights(csv_writer(rows))
+    assert frame["MES"].tolist() == [1]
+
+
+def _spec() -> FeatureSpec:
+    return FeatureSpec(["Sky Airline", "Grupo LATAM"], ["Arica", "Lima", "Miami"])
+
+
+def test_encode_without_optional_inputs_nan_exactly_in_optional_columns() -> None:
+    spec = _spec()
+    row = spec.encode([{"OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 4}])[0]
+    optional = {"day_of_week", "hour", "day_of_month", "day_of_year", "high_season"} | {
+        f"SIGLADES={d}" for d in ("Arica", "Lima", "Miami")}
+    for name, value in zip(spec.feature_names, row, strict=True):
+        assert np.isnan(value) == (name in optional), name
+    assert row.dtype == np.float32
+
+
+def test_encode_full_flight_values() -> None:
+    spec = _spec()
+    flight = {"OPERA": "Grupo LATAM", "TIPOVUELO": "I", "MES": 12,
+              "Fecha-I": datetime(2017, 12, 15, 18, 30), "SIGLADES": "Lima"}
+    values = dict(zip(spec.feature_names, spec.encode([flight])[0].tolist(), strict=True))
+    assert values == {
+        "OPERA=Grupo LATAM": 1.0, "OPERA=Sky Airline": 0.0, "TIPOVUELO=I": 1.0, "MES": 12.0,
+        "day_of_week": 4.0,  # Friday
+        "hour": 18.5, "day_of_month": 15.0, "day_of_year": 349.0, "high_season": 1.0,
+        "SIGLADES=Arica": 0.0, "SIGLADES=Lima": 1.0, "SIGLADES=Miami": 0.0,
+    }
+
+
+def test_masked_levels_match_partial_requests() -> None:
+    """Training's masked copies encode exactly like a request that never had the field."""
+    spec = _spec()
+    full = {"OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 5,
+            "Fecha-I": datetime(2017, 5, 2, 7, 0), "SIGLADES": "Arica"}
+    masked = spec.encode(mask_optional([full], keep=("SIGLADES",)))
+    request = spec.encode([{"OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 5,
+                            "SIGLADES": "Arica"}])
+    np.testing.assert_array_equal(masked, request)
