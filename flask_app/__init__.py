@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +12,8 @@ from flask import Flask
 from flask_app import api, docs, errors, health, model
 from flask_app.config import from_env
 from flask_app.schemas import build_schemas
+
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -29,4 +33,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     # Last: the OpenAPI document lists the optional routes (/metrics) registered before it.
     docs.init_app(app)
+    if loaded is not None:
+        # One line per worker start: the real-server test counts it to prove each worker
+        # loaded the model exactly once, and operators see which model each pid serves.
+        log.info("model %s loaded by worker pid %d from %s",
+                 loaded.version, os.getpid(), app.config["MODEL_DIR"])
     return app

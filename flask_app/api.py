@@ -16,13 +16,27 @@ SCHEMAS = "schemas"
 
 
 def read_json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or a 4xx that says what was wrong with it."""
+    """The request body as a JSON object, or a 4xx that says what was wrong with it.
+
+    The body is parsed with the app's JSON provider directly (not ``get_json``) because
+    ``get_json`` turns only ``ValueError`` into a 400: ``[[[[...`` nested past Python's recursion
+    limit raises ``RecursionError`` and would become a 500. The parser's own words (line and
+    column) go back to the client.
+    """
     if not request.is_json:
         raise ApiError(415, "send the body as JSON with the header "
                             "'Content-Type: application/json'")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "the body is not valid JSON (empty, truncated or malformed)")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; "
+                            "send the JSON uncompressed")
+    try:
+        body = current_app.json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply to be a flight or a batch") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        raise ApiError(400, f"the body is not valid JSON (empty, truncated or malformed): "
+                            f"{str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object: one flight "
                             "{\"OPERA\": ..., \"TIPOVUELO\": ..., \"MES\": ...} "

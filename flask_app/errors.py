@@ -1,7 +1,9 @@
-"""Every error leaves the service as JSON: ``{"error": {"status", "message", "fields"?}}``.
+"""Every error leaves the service as JSON: ``{"error": {"status", "message", "fields"}}``.
 
 Views raise :class:`ApiError`; werkzeug's HTTP errors (404, 405, 413, ...) and anything
 unexpected are turned into the same shape here, in one place, so no client ever sees HTML.
+``fields`` is always present (``{}`` when no single field is at fault), so a client can read it
+without checking first.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -58,16 +60,36 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 
 def error_response(status: int, message: str,
                    fields: Mapping[str, Any] | None = None) -> tuple[Response, int]:
-    body: dict[str, Any] = {"status": status, "message": message}
-    if fields:
-        body["fields"] = dict(fields)
+    body: dict[str, Any] = {"status": status, "message": message, "fields": dict(fields or {})}
     return jsonify(error=body), status
 
 
+# A batch can fail on every item; the message names the first few, ``fields`` has them all.
+MESSAGE_FIELDS = 3
+
+
 def validation_error(exc: ValidationError) -> ApiError:
+    """A 400 whose message reads on its own: each field at fault and what is wrong with it."""
     fields = flatten_messages(exc.messages)
-    names = ", ".join(sorted(fields))
-    return ApiError(400, f"invalid request: check {names}", fields)
+    parts = [f"{name}: {' '.join(msgs)}" for name, msgs in list(fields.items())[:MESSAGE_FIELDS]]
+    more = len(fields) - MESSAGE_FIELDS
+    if more > 0:
+        parts.append(f"and {more} more field(s), listed in 'fields'")
+    return ApiError(400, "invalid request: " + "; ".join(parts), fields)
+
+
+def http_message(exc: HTTPException) -> str:
+    """Werkzeug's generic descriptions, replaced where we can say what to do instead."""
+    if exc.code == 404:
+        return f"no route {request.path}; GET / lists the routes"
+    if exc.code == 405:
+        allowed = ", ".join(sorted(exc.valid_methods or ()))
+        return f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    if exc.code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return (f"the body is larger than the {limit}-byte limit (MAX_CONTENT_LENGTH); "
+                "split the batch")
+    return exc.description or exc.name
 
 
 def init_app(app: Flask) -> None:
@@ -84,7 +106,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        response = error_response(exc.code or 500, exc.description or exc.name)
+        response = error_response(exc.code or 500, http_message(exc))
         if exc.code == 405 and exc.valid_methods:
             response[0].headers["Allow"] = ", ".join(exc.valid_methods)
         return response

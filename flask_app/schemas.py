@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from training.features import FLIGHT_TYPES, MONTHS, FeatureSpec
+from training.features import FLIGHT_TYPES, MONTHS, OPTIONAL_INPUTS, REQUIRED_INPUTS, FeatureSpec
 
 DEPARTURE_FORMATS: tuple[str, ...] = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
                                       "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
@@ -41,33 +41,66 @@ class ScheduledDeparture(fields.Field):
     default_error_messages: ClassVar[dict[str, str]] = {
         "invalid": "Not a valid scheduled departure: expected 'YYYY-MM-DD HH:MM[:SS]', "
                    "e.g. '2017-07-15 08:30'.",
+        "impossible": "Not a real date and time ({reason}): expected 'YYYY-MM-DD HH:MM[:SS]', "
+                      "e.g. '2017-07-15 08:30'.",
     }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        if isinstance(value, str):
-            for fmt in DEPARTURE_FORMATS:
-                try:
-                    return datetime.strptime(value, fmt)
-                except ValueError:
-                    continue
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        reasons: list[str] = []
+        for fmt in DEPARTURE_FORMATS:
+            try:
+                return datetime.strptime(value, fmt)
+            except ValueError as exc:
+                reasons.append(str(exc))
+        # strptime says "time data ... does not match" or "unconverted data remains" when the
+        # shape is wrong; anything else ("day is out of range for month") means the shape was
+        # right but the date does not exist, which deserves its own answer (2017-02-30).
+        impossible = [r for r in reasons
+                      if not r.startswith(("time data", "unconverted data"))]
+        if impossible:
+            raise self.make_error("impossible", reason=impossible[0])
         raise self.make_error("invalid")
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else value.strftime(DEPARTURE_FORMATS[0])
 
 
+class OneOfShortEcho(validate.OneOf):
+    """``OneOf`` whose message quotes at most 60 characters of the rejected value.
+
+    The error names the bad input so the client sees what it sent, but a 1 MB string must not
+    come back (twice: in ``message`` and ``fields``) in the answer.
+    """
+
+    def _format_error(self, value: Any) -> str:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return self.error.format(input=shown, choices=self.choices_text, labels=self.labels_text)
+
+
 def _one_of(choices: tuple[str, ...] | list[str], what: str) -> validate.OneOf:
     shown = ", ".join(choices)
-    return validate.OneOf(choices, error=f"Unknown {what} {{input!r}}; allowed: {shown}.")
+    return OneOfShortEcho(choices, error=f"Unknown {what} {{input}}; allowed: {shown}.")
 
 
 def flight_schema_class(spec: FeatureSpec) -> type[Schema]:
     """The schema of one flight, with vocabularies taken from ``spec``."""
 
+    inputs = ", ".join(REQUIRED_INPUTS + OPTIONAL_INPUTS)
+
     class FlightSchema(Schema):
         class Meta:
             unknown = RAISE
             ordered = True
+
+        error_messages: ClassVar[dict[str, str]] = {
+            "unknown": f"Unknown field; a flight has only {inputs}.",
+            "type": "A flight must be a JSON object such as "
+                    '{"OPERA": "Grupo LATAM", "TIPOVUELO": "I", "MES": 1}.',
+        }
 
         OPERA = fields.String(required=True, validate=_one_of(spec.airlines, "airline"),
                               metadata={"description": "Operating airline (model vocabulary)",
@@ -76,8 +109,9 @@ def flight_schema_class(spec: FeatureSpec) -> type[Schema]:
                                   metadata={"description": "I = international, N = national",
                                             "example": "I"})
         MES = StrictInteger(required=True,
-                            validate=validate.Range(min(MONTHS), max(MONTHS),
-                                                    error="Month must be 1 to 12."),
+                            validate=validate.Range(
+                                min(MONTHS), max(MONTHS),
+                                error="Month must be an integer from {min} to {max}; got {input}."),
                             metadata={"description": "Month of the scheduled departure",
                                       "example": 1})
         fecha = ScheduledDeparture(data_key="Fecha-I", attribute="Fecha-I", load_default=None,
@@ -114,16 +148,37 @@ class Schemas:
 def build_schemas(spec: FeatureSpec, max_batch_size: int) -> Schemas:
     flight_cls = flight_schema_class(spec)
 
+    size_error = f"Send between 1 and {max_batch_size} flights per request; got {{count}}."
+
     class BatchRequestSchema(Schema):
         class Meta:
             unknown = RAISE
+
+        error_messages: ClassVar[dict[str, str]] = {
+            "unknown": 'Unknown field; a batch request has only "flights" (put the flight '
+                       "fields inside each item of the list).",
+        }
 
         flights = fields.List(
             fields.Nested(flight_cls), required=True,
             validate=validate.Length(
                 min=1, max=max_batch_size,
                 error=f"Send between 1 and {max_batch_size} flights per request."),
+            error_messages={"invalid": "Not a valid list: send a JSON list of flight objects."},
             metadata={"description": f"1 to {max_batch_size} flights"})
+
+        @pre_load
+        def _size_first(self, data: Any, **kwargs: Any) -> Any:
+            """Refuse an oversize batch before validating its items one by one.
+
+            marshmallow runs a list's validators only after every item deserialized, so a
+            20,000-item body (1 MiB allows it) would cost a full validation pass and answer with
+            one error per item; checking the length first keeps that cheap and the answer short.
+            """
+            flights = data.get("flights") if isinstance(data, dict) else None
+            if isinstance(flights, list) and len(flights) > max_batch_size:
+                raise ValidationError(size_error.format(count=len(flights)), "flights")
+            return data
 
     return Schemas(flight=flight_cls(), batch=BatchRequestSchema(),
                    max_batch_size=max_batch_size)
