@@ -37,8 +37,9 @@ train: $(VENV)/.dev-installed  ## rebuild model_artifacts/ from $$FLIGHT_DATA
 test: $(VENV)/.dev-installed  ## run the whole test suite
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.dev-installed  ## ruff (and hadolint on the Dockerfile)
+lint: $(VENV)/.dev-installed  ## ruff, and hadolint on the Dockerfile (no Docker engine needed)
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
