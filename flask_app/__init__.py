@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_app import api, docs, errors, health, model
+from flask_app import api, docs, errors, health, metrics, model, request_log
 from flask_app.config import from_env
 from flask_app.schemas import build_schemas
 
@@ -24,9 +24,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(config)
     app.json.sort_keys = False
 
+    request_log.init_app(app)
     errors.init_app(app)
     model.init_app(app)
     loaded = app.extensions[model.EXTENSION]
+    metrics.init_app(app, loaded.version if loaded is not None else None)
     if loaded is not None:
         app.extensions[api.SCHEMAS] = build_schemas(loaded.spec, app.config["MAX_BATCH_SIZE"])
     app.register_blueprint(api.bp)

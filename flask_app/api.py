@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+import numpy as np
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from flask_app.errors import ApiError
+from flask_app.explain import PredictQuerySchema
 from flask_app.model import get_model
 from flask_app.schemas import Schemas
 
 bp = Blueprint("api", __name__)
+QUERY_SCHEMA = PredictQuerySchema()
 
 SCHEMAS = "schemas"
 
@@ -56,11 +59,18 @@ def parse_flights(body: dict[str, Any]) -> list[dict[str, Any]]:
 @bp.post("/predict")
 def predict():
     model = get_model()
+    # Most requests carry no query string: skip the schema then (hot path).
+    explain = QUERY_SCHEMA.load(request.args.to_dict())["explain"] if request.args else False
     flights = parse_flights(read_json_object())
+    g.batch_size = len(flights)  # for the request log and metrics (flask_app/metrics.py)
     probabilities = model.predict(flights)
     threshold = model.threshold
     predictions = [{"delay_probability": round(float(p), 4), "delayed": bool(p >= threshold)}
                    for p in probabilities]
+    g.delayed = int(np.count_nonzero(probabilities >= threshold))
+    if explain:
+        for prediction, explanation in zip(predictions, model.explain(flights), strict=True):
+            prediction["explanation"] = explanation
     return jsonify(predictions=predictions, model_version=model.version, threshold=threshold)
 
 

@@ -8,12 +8,14 @@ pinned to one thread: with one worker per core, more threads would only fight ea
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from flask import Flask, current_app
 
 from flask_app.errors import ApiError
+from flask_app.explain import Explainer
 from training.artifacts import Artifact, load_artifact
 
 EXTENSION = "delay_model"
@@ -34,6 +36,14 @@ class DelayModel:
         """Probabilities of a >15 min delay, in the order of ``flights``."""
         matrix = self.spec.encode(flights)
         return self.booster.inplace_predict(matrix, validate_features=False)
+
+    @cached_property
+    def explainer(self) -> Explainer:
+        return Explainer(self.booster, self.spec)
+
+    def explain(self, flights: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Per-field log-odds contributions for each flight (``POST /predict?explain=true``)."""
+        return self.explainer.explain(self.spec.encode(flights), list(flights))
 
 
 def init_app(app: Flask) -> None:

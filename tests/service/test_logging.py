@@ -1,0 +1,93 @@
+"""One JSON log line per request, with the request id echoed back and no payload in it."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+import pytest
+
+from flask_app import create_app
+from flask_app.request_log import JsonFormatter
+
+FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture
+def log_lines():
+    """Lines the request logger writes, formatted by the service's own JSON formatter."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("flask_app.requests")
+    logger.addHandler(handler)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_one_line_per_request_with_the_operational_fields(client, log_lines, app):
+    client.post("/predict", json={"flights": [FLIGHT, FLIGHT, FLIGHT]})
+    client.post("/predict", json={"OPERA": "Nobody Air", "TIPOVUELO": "I", "MES": 3})
+    client.get("/no/such/route")
+    lines = log_lines()
+    assert len(lines) == 3
+    ok, invalid, missing = lines
+    version = app.extensions["delay_model"].version
+    assert ok["route"] == "/predict" and ok["method"] == "POST" and ok["status"] == 200
+    assert ok["batch_size"] == 3 and ok["model_version"] == version
+    assert isinstance(ok["pid"], int) and ok["latency_ms"] >= 0 and ok["level"] == "INFO"
+    assert invalid["status"] == 400 and invalid["batch_size"] is None
+    assert missing["status"] == 404 and missing["route"] == "unmatched"
+    assert missing["path"] == "/no/such/route"
+
+
+def test_no_payload_is_logged(client, log_lines):
+    client.post("/predict", json={"OPERA": "Secret-Marker-Air", "TIPOVUELO": "I", "MES": 3})
+    client.post("/predict", json={**FLIGHT, "SIGLADES": "Lima"})
+    text = json.dumps(log_lines())
+    assert "Secret-Marker-Air" not in text
+    assert "Lima" not in text
+
+
+def test_request_id_is_echoed_when_safe(client, log_lines):
+    response = client.get("/health", headers={"X-Request-ID": "trace-42.a:b_c"})
+    assert response.headers["X-Request-ID"] == "trace-42.a:b_c"
+    assert log_lines()[0]["request_id"] == "trace-42.a:b_c"
+
+
+@pytest.mark.parametrize("header", [None, "", "x" * 129, "has space", 'quote"inject', "é"])
+def test_request_id_is_generated_when_absent_or_unsafe(client, log_lines, header):
+    headers = {} if header is None else {"X-Request-ID": header}
+    response = client.get("/health", headers=headers)
+    generated = response.headers["X-Request-ID"]
+    assert HEX32.fullmatch(generated)
+    assert log_lines()[0]["request_id"] == generated
+
+
+def test_each_request_gets_its_own_id(client):
+    ids = {client.get("/health").headers["X-Request-ID"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_log_level_warning_silences_request_lines(tiny_model_dir, log_lines):
+    quiet = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir),
+                        "LOG_LEVEL": "WARNING"})
+    try:
+        response = quiet.test_client().get("/health")
+        assert response.status_code == 200
+        assert "X-Request-ID" in response.headers
+        assert log_lines() == []
+    finally:
+        logging.getLogger("flask_app").setLevel(logging.INFO)
+
+
+def test_errors_are_json_too():
+    record = logging.LogRecord("flask_app.errors", logging.ERROR, __file__, 1, "boom %s",
+                               ("here",), None)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "boom here" and line["level"] == "ERROR"
