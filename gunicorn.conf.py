@@ -6,6 +6,11 @@ while the CPU work (validation, encoding, one XGBoost call) runs between them.
 """
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 # XGBoost/OpenMP must not start a thread pool per worker on a 2-core box: one worker per core,
 # one thread per worker. Set before any worker imports xgboost.
@@ -29,7 +34,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
 
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
+# Off by default: the app logs one JSON line per request with more in it (request id, route,
+# latency, batch size, model version; flask_app/request_log.py). ACCESS_LOG=- turns it back on.
+accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = "scl-delay"
@@ -39,3 +46,87 @@ proc_name = "scl-delay"
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
 if not control_socket_disable:
     control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+
+# --- Metrics across workers (flask_app/metrics.py) -------------------------------------------
+# prometheus_client chooses multiprocess mode when it is first imported, so the directory must
+# be in the environment before any worker starts. This file is read again on SIGHUP; the
+# directory is then already set and is kept, so totals survive a reload.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scl-delay-metrics-")
+    os.environ["SCL_DELAY_OWNS_METRICS_DIR"] = "1"
+
+# --- Model snapshot: reload on SIGHUP without downtime ---------------------------------------
+# Workers never load MODEL_DIR itself: they load MODEL_SNAPSHOT_DIR, a copy the master made and
+# proved loadable (in a short-lived subprocess, so no XGBoost/OpenMP state lives in the master).
+# On SIGHUP the master re-validates MODEL_DIR before Gunicorn forks the new workers; if the new
+# model is corrupt it logs why and keeps the old snapshot, so the new workers boot the old model
+# instead of failing to boot (which would make Gunicorn halt the whole server).
+_VALIDATE = ("import sys; from training.artifacts import load_artifact; "
+             "print(load_artifact(sys.argv[1]).version)")
+
+
+def _snapshot_model() -> tuple[str, str]:
+    """Copy MODEL_DIR's files to a new directory, load the copy; return (path, version)."""
+    source = Path(os.environ.get("MODEL_DIR") or "model_artifacts")
+    snapshot = tempfile.mkdtemp(prefix="scl-delay-model-")
+    try:
+        if not source.is_dir():
+            raise RuntimeError(f"MODEL_DIR={source} is not a directory")
+        for item in source.iterdir():
+            if item.is_file():
+                shutil.copy2(item, snapshot)
+        done = subprocess.run([sys.executable, "-c", _VALIDATE, snapshot], capture_output=True,
+                              text=True, timeout=120, cwd=Path(__file__).resolve().parent)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["(no output)"]
+            raise RuntimeError(f"the model in MODEL_DIR={source} cannot be loaded: {lines[-1]}")
+    except BaseException:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        raise
+    return snapshot, done.stdout.strip()
+
+
+def on_starting(server):
+    """Master start: clear stale metrics files, snapshot the model (a bad one stops start-up)."""
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+    path, version = _snapshot_model()
+    os.environ["MODEL_SNAPSHOT_DIR"] = path
+    server.log.info("serving model version %s from snapshot %s", version, path)
+
+
+def on_reload(server):
+    """SIGHUP: switch new workers to MODEL_DIR's model only if it loads; else keep the old one."""
+    current = os.environ.get("MODEL_SNAPSHOT_DIR", "")
+    try:
+        path, version = _snapshot_model()
+    except Exception as exc:  # any failure must leave the old model serving
+        server.log.error("model reload refused, new workers keep the previous model (%s): %s",
+                         current, exc)
+        return
+    os.environ["MODEL_SNAPSHOT_DIR"] = path
+    # Keep one previous snapshot: a worker forked just before this switch may still be reading
+    # it; the one before that has been loaded by every worker that will ever use it.
+    older = os.environ.get("SCL_DELAY_PREVIOUS_SNAPSHOT")
+    if older and older != current:
+        shutil.rmtree(older, ignore_errors=True)
+    os.environ["SCL_DELAY_PREVIOUS_SNAPSHOT"] = current
+    server.log.info("model reload: new workers serve version %s from snapshot %s",
+                    version, path)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (the model version it served) from /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the directories this master created."""
+    for name in ("MODEL_SNAPSHOT_DIR", "SCL_DELAY_PREVIOUS_SNAPSHOT"):
+        if os.environ.get(name):
+            shutil.rmtree(os.environ[name], ignore_errors=True)
+    if os.environ.get("SCL_DELAY_OWNS_METRICS_DIR"):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -36,7 +36,10 @@ def _int(name: str, default: int) -> int:
 def from_env() -> dict[str, Any]:
     """The service's settings as the environment gives them (README: Configuration)."""
     return {
-        "MODEL_DIR": os.environ.get("MODEL_DIR") or DEFAULTS["MODEL_DIR"],
+        # Under gunicorn.conf.py the master hands workers a validated copy of MODEL_DIR in
+        # MODEL_SNAPSHOT_DIR (reload without downtime); elsewhere MODEL_DIR is read directly.
+        "MODEL_DIR": (os.environ.get("MODEL_SNAPSHOT_DIR") or os.environ.get("MODEL_DIR")
+                      or DEFAULTS["MODEL_DIR"]),
         "MAX_BATCH_SIZE": _int("MAX_BATCH_SIZE", DEFAULTS["MAX_BATCH_SIZE"]),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
         "LOG_LEVEL": (os.environ.get("LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]).upper(),
