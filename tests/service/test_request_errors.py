@@ -54,7 +54,6 @@ FIELD_CASES = [
      ("Argentinas", "Grupo LATAM", "Sky Airline", "Copa Air", "American Airlines")),
     ("unicode-airline", {**LATAM, "OPERA": "Aerolíneas Argentinas ✈"}, "OPERA",
      ("Aerolíneas Argentinas ✈", "Grupo LATAM")),
-    ("lone-surrogate-airline", {**LATAM, "OPERA": "\ud800"}, "OPERA", ("Grupo LATAM",)),
     ("airline-lowercase", {**LATAM, "OPERA": "grupo latam"}, "OPERA", ("Grupo LATAM",)),
     ("airline-empty", {**LATAM, "OPERA": ""}, "OPERA", ("Grupo LATAM",)),
     ("airline-number", {**LATAM, "OPERA": 7}, "OPERA", ()),
@@ -67,7 +66,6 @@ FIELD_CASES = [
     ("mes-true", {**LATAM, "MES": True}, "MES", ("integer",)),
     ("mes-float", {**LATAM, "MES": 3.5}, "MES", ("integer",)),
     ("mes-null", {**LATAM, "MES": None}, "MES", ("null",)),
-    ("mes-10e30", {**LATAM, "MES": 10**30}, "MES", ("1", "12")),
     ("mes-object", {**LATAM, "MES": {"m": 1}}, "MES", ("integer",)),
     ("tipovuelo-O", {**LATAM, "TIPOVUELO": "O"}, "TIPOVUELO", ("'O'", "I", "N")),
     ("tipovuelo-null", {**LATAM, "TIPOVUELO": None}, "TIPOVUELO", ("null",)),
@@ -153,6 +151,9 @@ def raw(client: FlaskClient, data: bytes | str, content_type: str | None = JSON,
 
 
 LATAM_TEXT = '"OPERA": "Grupo LATAM", "TIPOVUELO": "I"'
+# The stdlib parser hits the recursion limit ("nested too deeply"); orjson refuses past depth
+# 1024 as a parse error. Either is a 400 that says the body is the problem.
+DEEP = ("nested too deeply", "not valid JSON")
 
 # (id, raw body, expected status, substring of the message)
 BODY_CASES = [
@@ -165,9 +166,9 @@ BODY_CASES = [
      400, "not valid JSON"),
     ("int-over-4300-digits", "{" + LATAM_TEXT + ', "MES": 1' + "0" * 5000 + "}", 400,
      "not valid JSON"),
-    ("deep-array", "[" * 100_000 + "]" * 100_000, 400, "nested too deeply"),
-    ("deep-object", '{"a":' * 50_000 + "1" + "}" * 50_000, 400, "nested too deeply"),
-    ("deep-in-batch", '{"flights": ' + "[" * 5_000 + "]" * 5_000 + "}", 400, "nested too deeply"),
+    ("deep-array", "[" * 100_000 + "]" * 100_000, 400, DEEP),
+    ("deep-object", '{"a":' * 50_000 + "1" + "}" * 50_000, 400, DEEP),
+    ("deep-in-batch", '{"flights": ' + "[" * 5_000 + "]" * 5_000 + "}", 400, DEEP),
     ("string-body", '"Grupo LATAM"', 400, "JSON object"),
     ("number-body", "42", 400, "JSON object"),
     ("null-body", "null", 400, "JSON object"),
@@ -178,22 +179,41 @@ BODY_CASES = [
 @pytest.mark.parametrize(("data", "status", "says"), [c[1:] for c in BODY_CASES],
                          ids=[c[0] for c in BODY_CASES])
 def test_bad_body_is_a_json_4xx(client: FlaskClient, data: str | bytes, status: int,
-                                says: str) -> None:
+                                says: str | tuple[str, ...]) -> None:
     error = assert_error(raw(client, data), status)
-    assert says in error["message"]
+    options = (says,) if isinstance(says, str) else says
+    assert any(option in error["message"] for option in options), error["message"]
 
 
-# Python's json reads these literals; they must still be refused by the schema, never encoded.
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "1.0", "2E0"])
-def test_non_integer_number_literals_for_mes(client: FlaskClient, literal: str) -> None:
+@pytest.mark.parametrize("literal", ["1.0", "2E0", "-3", "0"])
+def test_non_month_number_literals_for_mes(client: FlaskClient, literal: str) -> None:
     body = "{" + LATAM_TEXT + f', "MES": {literal}' + "}"
-    assert_field_error(raw(client, body), "MES", "integer")
+    assert_field_error(raw(client, body), "MES")
 
 
-@pytest.mark.parametrize("literal", ["NaN", "Infinity"])
-def test_non_finite_literal_for_a_string_field(client: FlaskClient, literal: str) -> None:
-    body = '{"OPERA": ' + literal + ', "TIPOVUELO": "I", "MES": 1}'
-    assert_field_error(raw(client, body), "OPERA")
+# Values some JSON parsers accept (Python's json reads NaN, Infinity, 1e400 as floats, big
+# integers exactly, lone surrogates as str) and others refuse (orjson). Either way the answer is
+# a 400: a parse error, or a schema error naming the field. Never a 500, never a prediction.
+PARSER_DEPENDENT = [
+    ("mes-NaN", "{" + LATAM_TEXT + ', "MES": NaN}', "MES"),
+    ("mes-Infinity", "{" + LATAM_TEXT + ', "MES": Infinity}', "MES"),
+    ("mes-minus-Infinity", "{" + LATAM_TEXT + ', "MES": -Infinity}', "MES"),
+    ("mes-1e400", "{" + LATAM_TEXT + ', "MES": 1e400}', "MES"),
+    ("mes-10e30", "{" + LATAM_TEXT + ', "MES": ' + str(10**30) + "}", "MES"),
+    ("opera-NaN", '{"OPERA": NaN, "TIPOVUELO": "I", "MES": 1}', "OPERA"),
+    ("opera-Infinity", '{"OPERA": Infinity, "TIPOVUELO": "I", "MES": 1}', "OPERA"),
+    ("opera-lone-surrogate", '{"OPERA": "\\ud800", "TIPOVUELO": "I", "MES": 1}', "OPERA"),
+    ("batch-item-NaN", '{"flights": [{' + LATAM_TEXT + ', "MES": NaN}]}', "flights[0].MES"),
+]
+
+
+@pytest.mark.parametrize(("data", "field"), [c[1:] for c in PARSER_DEPENDENT],
+                         ids=[c[0] for c in PARSER_DEPENDENT])
+def test_values_outside_strict_json_are_a_400(client: FlaskClient, data: str,
+                                              field: str) -> None:
+    error = assert_error(raw(client, data), 400)
+    if "not valid JSON" not in error["message"]:
+        assert field in error["fields"] and field in error["message"], error
 
 
 def test_duplicate_keys_last_one_wins_and_is_validated(client: FlaskClient) -> None:
