@@ -16,10 +16,12 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
+from marshmallow import Schema, fields
 
 from flask_app.errors import ApiError
+from flask_app.explain import PredictQuerySchema
 from flask_app.model import DelayModel
-from flask_app.schemas import ErrorSchema, PredictResponseSchema, Schemas
+from flask_app.schemas import ErrorSchema, PredictionSchema, PredictResponseSchema, Schemas
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,33 @@ EXAMPLE_AIRLINES = ("Grupo LATAM", "Sky Airline")
 EXAMPLE_DESTINATIONS = ("Miami", "Antofagasta")
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 BAD_FLIGHT = {"OPERA": "Unknown Air", "TIPOVUELO": "X", "MES": 13}
+
+
+class ExplanationSchema(Schema):
+    """What ``?explain=true`` adds to a prediction (built as dicts by flask_app.explain)."""
+
+    base_value = fields.Float(required=True, metadata={
+        "description": "The model's log-odds before any input is known"})
+    margin = fields.Float(required=True, metadata={
+        "description": "This flight's log-odds: base_value + sum(contributions)"})
+    contributions = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
+                                metadata={"description": "Log-odds each input (or part of "
+                                          "Fecha-I) added; positive means later"})
+    not_given = fields.List(fields.String(), required=True, metadata={
+        "description": "Contributions of optional inputs the request left out (the effect "
+                       "of not knowing them)"})
+
+
+class DocumentedPredictionSchema(PredictionSchema):
+    """The response schema plus the optional ``explanation`` (the view builds dicts, so the
+    serving schema never needs it; the document does, or clients would not know its shape)."""
+
+    explanation = fields.Nested(ExplanationSchema, metadata={
+        "description": "Only with ?explain=true"})
+
+
+class DocumentedPredictResponseSchema(PredictResponseSchema):
+    predictions = fields.List(fields.Nested(DocumentedPredictionSchema), required=True)
 
 
 def _pick(preferred: str, vocabulary: tuple[str, ...]) -> str:
@@ -133,7 +162,8 @@ def build_openapi(app: Flask, model: DelayModel, schemas: Schemas,
                    info={"description": _description(model, schemas.max_batch_size)})
     spec.components.schema("Flight", schema=schemas.flight)
     spec.components.schema("BatchRequest", schema=schemas.batch)
-    spec.components.schema("PredictResponse", schema=PredictResponseSchema)
+    spec.components.schema("Prediction", schema=DocumentedPredictionSchema)
+    spec.components.schema("PredictResponse", schema=DocumentedPredictResponseSchema)
     spec.components.schema("Error", schema=ErrorSchema)
 
     flights = example_flights(model)
@@ -168,7 +198,7 @@ def build_openapi(app: Flask, model: DelayModel, schemas: Schemas,
     }
     responses: dict[str, Any] = {"200": {
         "description": "One prediction per flight, in request order",
-        "content": _json(PredictResponseSchema, _examples(ok))}}
+        "content": _json(DocumentedPredictResponseSchema, _examples(ok))}}
     for status, (description, examples) in errors.items():
         responses[status] = {"description": description,
                              "content": _json(ERROR_REF, _examples(examples))}
@@ -179,11 +209,8 @@ def build_openapi(app: Flask, model: DelayModel, schemas: Schemas,
                        "flights. Predictions come back in request order.",
         "operationId": "predict",
         "tags": ["prediction"],
-        "parameters": [{
-            "name": "explain", "in": "query", "required": False,
-            "schema": {"type": "boolean", "default": False},
-            "description": "Add to each prediction the per-field log-odds contributions "
-                           "(SHAP values) that explain it."}],
+        # The same schema the view loads the query string with (unknown parameters: 400).
+        "parameters": [{"in": "query", "schema": PredictQuerySchema}],
         "requestBody": {"required": True, "content": _json(
             {"oneOf": [schemas.flight, schemas.batch]}, _examples({
                 "single": ("One flight (all inputs)", flights[0]),

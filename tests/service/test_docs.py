@@ -7,6 +7,7 @@ artifact's metadata.json on disk, and the example responses from the live endpoi
 from __future__ import annotations
 
 import json
+import math
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,22 @@ def test_explain_parameter_is_documented(doc):
     params = {p["name"]: p for p in doc["paths"]["/predict"]["post"]["parameters"]}
     assert params["explain"]["in"] == "query"
     assert params["explain"]["schema"]["type"] == "boolean"
+
+
+def test_explained_example_adds_up(client, doc):
+    """The ?explain=true example: contributions sum to the margin, whose sigmoid is the answer."""
+    example = response_examples(doc, "200")["explained"]["value"]
+    prediction = example["predictions"][0]
+    explanation = prediction["explanation"]
+    total = explanation["base_value"] + sum(explanation["contributions"].values())
+    assert total == pytest.approx(explanation["margin"], abs=1e-4)
+    assert 1 / (1 + math.exp(-explanation["margin"])) == pytest.approx(
+        prediction["delay_probability"], abs=1e-4)
+    documented = doc["components"]["schemas"]["Prediction"]["properties"]["explanation"]
+    assert documented == {"$ref": "#/components/schemas/Explanation"} or "allOf" in documented
+    request = predict_media(doc)["examples"]["single"]["value"]
+    live = client.post("/predict?explain=true", json=request)
+    assert live.get_json() == example
 
 
 def test_request_examples_pass_the_apps_own_schemas(app, doc):
