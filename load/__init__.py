@@ -1,0 +1,1 @@
+"""Load testing: the traffic profile builder (``load.profile``) and the bench (``load.bench``)."""

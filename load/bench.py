@@ -1,0 +1,199 @@
+"""``make bench``: start the service as configured, run fixed Locust scenarios, write a report.
+
+Every scenario runs against the same Gunicorn server (``gunicorn --config gunicorn.conf.py``,
+workers as configured) in one run with the same Locust settings, so the numbers compare: the
+trivial ``/health`` route is the framework's ceiling on this machine, and ``/predict`` is judged
+against it. Load generator and server share the machine's cores, as they would in CI.
+
+    python -m load.bench [--duration 20] [--users 64] [--processes 1] [--model-dir DIR]
+
+Writes ``reports/bench.md``, ``reports/bench.json`` and, per scenario, Locust's CSV stats and
+HTML report under ``reports/bench/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.server import free_port, wait_ready  # noqa: E402  (the test suite's server helpers)
+
+LOCUST = Path(sys.executable).with_name("locust")
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    tags: str
+    users: int
+    batch_size: int = 1
+
+
+@dataclass
+class Result:
+    scenario: str
+    title: str
+    users: int
+    batch_size: int
+    requests: int
+    failures: int
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    flights_per_s: float
+
+
+def scenarios(users: int) -> list[Scenario]:
+    """(a) ceiling, (b) single flight, (c) batches; batch users are fewer: each is 100x work."""
+    return [
+        Scenario("health", "GET /health (framework ceiling)", "health", users),
+        Scenario("single", "POST /predict, 1 flight", "single", users),
+        Scenario("batch100", "POST /predict, batch of 100", "batch", max(users // 4, 1), 100),
+        Scenario("batch1000", "POST /predict, batch of 1,000", "batch", max(users // 8, 1),
+                 1000),
+    ]
+
+
+def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
+               out_dir: Path) -> Result:
+    """One headless Locust run; its CSV's Aggregated row is the result."""
+    prefix = out_dir / scenario.name
+    cmd = [str(LOCUST), "-f", "locustfile.py", "--headless", "--only-summary",
+           "--host", url, "-u", str(scenario.users), "-r", str(scenario.users),
+           "-t", f"{duration}s", "--stop-timeout", "5", "--tags", scenario.tags,
+           "--csv", str(prefix), "--html", f"{prefix}.html", "--loglevel", "WARNING"]
+    if scenario.tags == "batch":
+        cmd += ["--batch-size", str(scenario.batch_size)]
+    if processes > 1:
+        cmd += ["--processes", str(processes)]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=duration + 120)
+    (out_dir / f"{scenario.name}.log").write_text(done.stdout + done.stderr)
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+    rps = float(row["Requests/s"])
+    return Result(scenario.name, scenario.title, scenario.users, scenario.batch_size,
+                  int(row["Request Count"]), int(row["Failure Count"]), round(rps, 1),
+                  float(row["50%"]), float(row["95%"]), float(row["99%"]),
+                  round(rps * scenario.batch_size, 0))
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "os": platform.platform()}
+
+
+def model_dir_or_tiny(requested: str | None, scratch: Path) -> tuple[Path, bool]:
+    """The real artifact if it exists, else a tiny synthetic one (said so in the report)."""
+    path = Path(requested or os.environ.get("MODEL_DIR") or REPO_ROOT / "model_artifacts")
+    if (path / "metadata.json").exists():
+        return path, False
+    from tests.conftest import build_tiny_artifact
+
+    tiny = scratch / "tiny_model"
+    build_tiny_artifact(tiny)
+    return tiny, True
+
+
+def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) -> None:
+    (reports / "bench.json").write_text(json.dumps(
+        {**meta, "results": [asdict(r) for r in results]}, indent=2) + "\n")
+    health = next((r for r in results if r.scenario == "health"), None)
+    lines = [
+        "# Benchmark (`make bench`)", "",
+        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
+        f"Python {meta['machine']['python']}; load generator (Locust {meta['locust']}, "
+        f"FastHttpUser, {meta['locust_processes']} process(es)) on the same machine.",
+        f"Server: Gunicorn/gevent, {meta['workers']} workers; model {meta['model_version']}"
+        f"{' (TINY synthetic model: no real artifact found)' if meta['tiny_model'] else ''}; "
+        f"{meta['duration_s']} s per scenario.", "",
+        "| scenario | users | requests | failures | req/s | flights/s | p50 ms | p95 ms | p99 ms |"
+        " % of /health req/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        share = f"{100 * r.rps / health.rps:.0f} %" if health and health.rps else "-"
+        lines.append(f"| {r.title} | {r.users} | {r.requests} | {r.failures} | {r.rps:.0f} | "
+                     f"{r.flights_per_s:.0f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | "
+                     f"{r.p99_ms:.0f} | {share} |")
+    (reports / "bench.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the fixed benchmark scenarios.")
+    parser.add_argument("--duration", type=int,
+                        default=int(os.environ.get("BENCH_DURATION", 20)), help="s per scenario")
+    parser.add_argument("--users", type=int, default=int(os.environ.get("BENCH_USERS", 64)))
+    parser.add_argument("--processes", type=int,
+                        default=int(os.environ.get("BENCH_PROCESSES", 1)),
+                        help="Locust processes (--processes); 1 measured best here")
+    parser.add_argument("--model-dir", default=None)
+    parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
+    args = parser.parse_args(argv)
+
+    out_dir = args.reports / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="scl-bench-") as scratch:
+        model_dir, tiny = model_dir_or_tiny(args.model_dir, Path(scratch))
+        port = free_port()
+        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "MODEL_DIR": str(model_dir)}
+        log_path = out_dir / "server.log"
+        with log_path.open("wb") as log:
+            server = subprocess.Popen([str(GUNICORN), "--config", "gunicorn.conf.py"],
+                                      cwd=REPO_ROOT, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        results: list[Result] = []
+        try:
+            wait_ready(url, server, log_path, timeout=120)
+            for scenario in scenarios(args.users):
+                result = run_locust(url, scenario, args.duration, args.processes, out_dir)
+                print(f"{scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.0f} ms, "
+                      f"{result.failures} failures", flush=True)
+                results.append(result)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        server_log = log_path.read_text(errors="replace")
+    import locust
+
+    meta = {
+        "machine": machine(), "locust": locust.__version__, "locust_processes": args.processes,
+        "workers": server_log.count("Booting worker with pid"), "duration_s": args.duration,
+        "model_version": json.loads((model_dir / "metadata.json").read_text())["model_version"]
+        if not tiny else "tiny", "tiny_model": tiny,
+    }
+    write_reports(results, meta, args.reports)
+    print((args.reports / "bench.md").read_text())
+    return 1 if any(r.failures for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Traffic for the SCL delay service that looks like SCL's real departures.
+
+Flights are drawn with the real frequencies of routes (airline x flight type x destination),
+months, hours and minutes from ``load/traffic_profile.json`` (aggregate counts built by
+``python -m load.profile``; never raw rows). At test start the profile is narrowed to what the
+served model accepts (``GET /model`` -> ``feature_spec``), so the same file drives the real
+model and the tiny synthetic one the test suite serves.
+
+The default mix (no ``--tags``): mostly single flights, some batches, a small share of invalid
+requests that must be answered 400 (counted as successes only then), and ``/health``.
+Tags pick one kind for a scenario: ``single``, ``batch``, ``invalid``, ``health`` (``predict``
+covers the first three). Extra options (also in the web UI):
+
+  --batch-size N    fix the batch size (0: draw it from BATCH_SIZES, the default mix)
+  --max-wait S      think time drawn from [0, S] seconds between a user's requests (0: none)
+  --min-requests N  exit non-zero unless at least N requests were made (``make stress``)
+
+    locust -f locustfile.py --host http://127.0.0.1:8000            # web UI on :8089
+    locust -f locustfile.py --headless -u 64 -r 64 -t 30s --tags single
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+from locust import FastHttpUser, events, tag, task
+from locust.env import Environment
+
+PROFILE_PATH = Path(__file__).resolve().parent / "load" / "traffic_profile.json"
+
+# Which optional inputs a client sends (a guess at real clients: most know the departure time
+# and destination; some only the three required fields).
+INPUT_MIX: tuple[tuple[tuple[str, ...], int], ...] = (
+    (("Fecha-I", "SIGLADES"), 70), (("Fecha-I",), 10), (("SIGLADES",), 10), ((), 10))
+# Batch sizes of the default mix and how often each is sent.
+BATCH_SIZES: tuple[tuple[int, int], ...] = ((10, 50), (100, 35), (1000, 15))
+DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # 2017, the data's year
+YEAR = 2017
+
+
+@dataclass
+class Sampler:
+    """Weighted draws; cumulative weights are computed once, not per call."""
+
+    values: list[Any]
+    cum_weights: list[int]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[Any, int]]) -> Sampler:
+        pairs = [(value, weight) for value, weight in pairs if weight > 0]
+        if not pairs:
+            raise ValueError("nothing to draw from")
+        return cls([v for v, _ in pairs], list(accumulate(w for _, w in pairs)))
+
+    def draw(self) -> Any:
+        return random.choices(self.values, cum_weights=self.cum_weights)[0]
+
+
+class Traffic:
+    """Flights drawn from the profile, restricted to the served model's vocabularies."""
+
+    def __init__(self, profile: dict[str, Any], feature_spec: dict[str, Any]) -> None:
+        airlines = set(feature_spec["airlines"])
+        destinations = set(feature_spec["destinations"])
+        kinds = set(feature_spec["flight_types"])
+        routes = [((a, k, d), n) for a, k, d, n in profile["routes"]
+                  if a in airlines and k in kinds and d in destinations]
+        if not routes:
+            # A model whose vocabulary shares no route with the profile (a synthetic one):
+            # stay valid by pairing its own airlines and destinations uniformly.
+            routes = [((a, k, d), 1) for a in sorted(airlines) for k in sorted(kinds)
+                      for d in sorted(destinations)]
+        self.routes = Sampler.of(routes)
+        months = set(feature_spec["months"])
+        self.months = Sampler.of([(int(m), n) for m, n in profile["months"].items()
+                                  if int(m) in months])
+        self.hours = Sampler.of([(int(h), n) for h, n in profile["hours"].items()])
+        self.minutes = Sampler.of([(int(m), n) for m, n in profile["minutes"].items()])
+        self.inputs = Sampler.of(list(INPUT_MIX))
+        self.batch_sizes = Sampler.of(list(BATCH_SIZES))
+        self.airlines = sorted(airlines)
+
+    def flight(self) -> dict[str, Any]:
+        airline, kind, destination = self.routes.draw()
+        month = self.months.draw()
+        flight: dict[str, Any] = {"OPERA": airline, "TIPOVUELO": kind, "MES": month}
+        optional = self.inputs.draw()
+        if "Fecha-I" in optional:
+            day = random.randint(1, DAYS_IN_MONTH[month - 1])
+            flight["Fecha-I"] = (f"{YEAR}-{month:02d}-{day:02d} "
+                                 f"{self.hours.draw():02d}:{self.minutes.draw():02d}:00")
+        if "SIGLADES" in optional:
+            flight["SIGLADES"] = destination
+        return flight
+
+    def invalid(self) -> tuple[str, Any]:
+        """A request the service must refuse with 400, and the field its error must name."""
+        flight = self.flight()
+        kind = random.randrange(5)
+        if kind == 0:
+            flight["OPERA"] = "Pan Am"
+            return "OPERA", flight
+        if kind == 1:
+            flight["MES"] = 13
+            return "MES", flight
+        if kind == 2:
+            del flight["TIPOVUELO"]
+            return "TIPOVUELO", flight
+        if kind == 3:
+            flight["Fecha-I"] = "2017-02-30 10:00"
+            flight["MES"] = 2
+            return "Fecha-I", flight
+        return "flights", {"flights": []}
+
+
+TRAFFIC: Traffic | None = None
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="flights per batch request (0: draw from the default mix)")
+    parser.add_argument("--max-wait", type=float, default=0.0,
+                        help="think time drawn from [0, max-wait] s between requests")
+    parser.add_argument("--min-requests", type=int, default=0,
+                        help="exit non-zero unless at least this many requests were made")
+
+
+@events.test_start.add_listener
+def _load_traffic(environment: Environment, **_: Any) -> None:
+    """Read the profile and the served model's vocabularies once per (worker) process."""
+    global TRAFFIC
+    if environment.host is None:
+        raise RuntimeError("pass --host (the service's base URL)")
+    profile = json.loads(PROFILE_PATH.read_text(encoding="utf-8"))
+    # A plain urllib call: this runs before any user exists, outside Locust's statistics.
+    import urllib.request
+
+    with urllib.request.urlopen(f"{environment.host.rstrip('/')}/model", timeout=30) as resp:
+        feature_spec = json.load(resp)["feature_spec"]
+    TRAFFIC = Traffic(profile, feature_spec)
+
+
+@events.quitting.add_listener
+def _enforce_minimum(environment: Environment, **_: Any) -> None:
+    """``--min-requests``: a stress run that made too few requests fails like one with errors."""
+    wanted = environment.parsed_options.min_requests if environment.parsed_options else 0
+    made = environment.stats.total.num_requests
+    if wanted and made < wanted:
+        print(f"FAILED: {made} requests, fewer than --min-requests {wanted}")
+        environment.process_exit_code = 1
+
+
+class FlightClient(FastHttpUser):
+    """One client of the service, sending the default mix (or one tag of it)."""
+
+    def wait_time(self) -> float:
+        max_wait = self.environment.parsed_options.max_wait if self.environment.parsed_options \
+            else 0.0
+        return random.uniform(0.0, max_wait) if max_wait > 0 else 0.0
+
+    @property
+    def traffic(self) -> Traffic:
+        if TRAFFIC is None:
+            raise RuntimeError("the traffic profile was not loaded at test start")
+        return TRAFFIC
+
+    @tag("predict", "single")
+    @task(80)
+    def single_flight(self) -> None:
+        with self.rest("POST", "/predict", json=self.traffic.flight(),
+                       name="/predict [1 flight]") as resp:
+            if resp.js is not None and len(resp.js.get("predictions", ())) != 1:
+                resp.failure("expected exactly one prediction")
+
+    @tag("predict", "batch")
+    @task(8)
+    def batch(self) -> None:
+        options = self.environment.parsed_options
+        size = (options.batch_size if options and options.batch_size
+                else self.traffic.batch_sizes.draw())
+        flights = [self.traffic.flight() for _ in range(size)]
+        with self.rest("POST", "/predict", json={"flights": flights},
+                       name=f"/predict [batch {size}]") as resp:
+            if resp.js is not None and len(resp.js.get("predictions", ())) != size:
+                resp.failure(f"expected {size} predictions")
+
+    @tag("predict", "invalid")
+    @task(2)
+    def invalid(self) -> None:
+        field, body = self.traffic.invalid()
+        with self.client.post("/predict", json=body, name="/predict [invalid -> 400]",
+                              catch_response=True) as resp:
+            try:
+                named = field in resp.json()["error"]["fields"]
+            except (ValueError, KeyError, TypeError):
+                named = False
+            if resp.status_code == 400 and named:
+                resp.success()
+            else:
+                resp.failure(f"expected 400 naming {field!r}, got {resp.status_code}")
+
+    @tag("health")
+    @task(10)
+    def health(self) -> None:
+        self.client.get("/health", name="/health")

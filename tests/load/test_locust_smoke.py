@@ -1,0 +1,56 @@
+"""A few seconds of real Locust traffic against the real server (tiny model).
+
+Proves the locustfile runs end to end: it reads the served vocabularies at test start, its
+flights are all accepted, its invalid requests all get the 400 they expect, and Locust's own
+exit code and CSV say zero failures. Speed is shown by ``make bench``/``make stress``, not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server import REPO_ROOT, running_server
+
+LOCUST = Path(sys.executable).with_name("locust")
+pytestmark = pytest.mark.server
+
+
+def run_locust(url: str, prefix: Path, seconds: int, *extra: str) -> dict[str, dict[str, str]]:
+    done = subprocess.run(
+        [str(LOCUST), "-f", "locustfile.py", "--headless", "--host", url, "-u", "4", "-r", "4",
+         "-t", f"{seconds}s", "--only-summary", "--csv", str(prefix), *extra],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        return {row["Name"]: row for row in csv.DictReader(handle)}
+
+
+def test_locustfile_mix_and_invalid_requests_run_with_zero_failures(tiny_model_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    with running_server(tiny_model_dir, tmp_path, workers=1) as server:
+        mix = run_locust(server.url, tmp_path / "mix", 4, "--max-wait", "0.05")
+        # Only the checks' own kinds, so the 400 path runs many times in little time.
+        refused = run_locust(server.url, tmp_path / "invalid", 2, "--tags", "invalid", "health")
+    assert int(mix["Aggregated"]["Failure Count"]) == 0
+    assert int(mix["/predict [1 flight]"]["Request Count"]) > 20
+    assert int(refused["Aggregated"]["Failure Count"]) == 0
+    assert int(refused["/predict [invalid -> 400]"]["Request Count"]) > 5
+    assert int(refused["/health"]["Request Count"]) > 0
+    assert "/predict [1 flight]" not in refused  # tags really select
+
+
+def test_min_requests_makes_a_short_run_fail(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The stress target's request floor is enforced by Locust's exit code."""
+    with running_server(tiny_model_dir, tmp_path, workers=1) as server:
+        done = subprocess.run(
+            [str(LOCUST), "-f", "locustfile.py", "--headless", "--host", server.url, "-u", "1",
+             "-r", "1", "-t", "1s", "--only-summary", "--tags", "health",
+             "--min-requests", "10000000"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "fewer than --min-requests" in done.stdout + done.stderr
