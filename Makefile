@@ -8,6 +8,7 @@ MODEL_DIR ?= model_artifacts
 export FLIGHT_DATA
 
 .PHONY: help install install-runtime serve train test lint format clean
+.PHONY: load-test load-test-headless stress bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -43,6 +44,31 @@ lint: $(VENV)/.dev-installed  ## ruff, and hadolint on the Dockerfile (no Docker
 
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
+
+# --- Load tests (locustfile.py; README: Performance) -----------------------------------------
+HOST ?= http://127.0.0.1:8000
+USERS ?= 64
+SPAWN_RATE ?= 16
+DURATION ?= 60s
+LOCUST := $(BIN)/locust -f locustfile.py
+
+load-test: $(VENV)/.dev-installed  ## Locust web UI on :8089 against $$HOST (start `make serve` first)
+	$(LOCUST) --host "$(HOST)" --web-port 8089
+
+load-test-headless: $(VENV)/.dev-installed  ## Locust without UI: USERS= SPAWN_RATE= DURATION= -> reports/
+	@mkdir -p reports
+	$(LOCUST) --host "$(HOST)" --headless -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) \
+		--only-summary --csv reports/locust --html reports/locust.html
+
+# The challenge: >= 50,000 single-flight /predict requests in 45 s from 1,000 users, 0 failures.
+# Locust exits non-zero on any failure, and on fewer requests via --min-requests (locustfile).
+stress: $(VENV)/.dev-installed  ## 1,000 users on /predict for 45 s against $$HOST: >= 50k requests, 0 failures
+	@mkdir -p reports
+	$(LOCUST) --host "$(HOST)" --headless -u 1000 -r 500 -t 45s --tags single \
+		--min-requests 50000 --only-summary --csv reports/stress --html reports/stress.html
+
+bench: $(VENV)/.dev-installed  ## start the service, run the fixed scenarios -> reports/bench.md|json
+	$(BIN)/python -m load.bench
 
 clean:
 	rm -rf reports .pytest_cache .ruff_cache

@@ -14,6 +14,9 @@ covers the first three). Extra options (also in the web UI):
   --batch-size N    fix the batch size (0: draw it from BATCH_SIZES, the default mix)
   --max-wait S      think time drawn from [0, S] seconds between a user's requests (0: none)
   --min-requests N  exit non-zero unless at least N requests were made (``make stress``)
+  --schedule-size N draw single flights from N departures fixed at test start (default 2,000:
+                    clients ask about the flights on the board, the same ones many times);
+                    0 draws every flight afresh, so nearly every single flight is new
 
     locust -f locustfile.py --host http://127.0.0.1:8000            # web UI on :8089
     locust -f locustfile.py --headless -u 64 -r 64 -t 30s --tags single
@@ -84,6 +87,15 @@ class Traffic:
         self.inputs = Sampler.of(list(INPUT_MIX))
         self.batch_sizes = Sampler.of(list(BATCH_SIZES))
         self.airlines = sorted(airlines)
+        self.schedule: list[dict[str, Any]] = []
+
+    def plan(self, size: int) -> None:
+        """Fix the departures single-flight requests ask about (0: none, every draw is new)."""
+        self.schedule = [self.flight() for _ in range(size)]
+
+    def departure(self) -> dict[str, Any]:
+        """A single-flight request: one of the scheduled departures, if there is a schedule."""
+        return dict(random.choice(self.schedule)) if self.schedule else self.flight()
 
     def flight(self) -> dict[str, Any]:
         airline, kind, destination = self.routes.draw()
@@ -127,6 +139,8 @@ def _options(parser) -> None:
                         help="flights per batch request (0: draw from the default mix)")
     parser.add_argument("--max-wait", type=float, default=0.0,
                         help="think time drawn from [0, max-wait] s between requests")
+    parser.add_argument("--schedule-size", type=int, default=2000,
+                        help="single flights come from this many fixed departures (0: all new)")
     parser.add_argument("--min-requests", type=int, default=0,
                         help="exit non-zero unless at least this many requests were made")
 
@@ -144,6 +158,8 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
     with urllib.request.urlopen(f"{environment.host.rstrip('/')}/model", timeout=30) as resp:
         feature_spec = json.load(resp)["feature_spec"]
     TRAFFIC = Traffic(profile, feature_spec)
+    options = environment.parsed_options
+    TRAFFIC.plan(options.schedule_size if options else 2000)
 
 
 @events.quitting.add_listener
@@ -173,7 +189,7 @@ class FlightClient(FastHttpUser):
     @tag("predict", "single")
     @task(80)
     def single_flight(self) -> None:
-        with self.rest("POST", "/predict", json=self.traffic.flight(),
+        with self.rest("POST", "/predict", json=self.traffic.departure(),
                        name="/predict [1 flight]") as resp:
             if resp.js is not None and len(resp.js.get("predictions", ())) != 1:
                 resp.failure("expected exactly one prediction")

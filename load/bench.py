@@ -42,6 +42,7 @@ class Scenario:
     tags: str
     users: int
     batch_size: int = 1
+    extra: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,7 +64,10 @@ def scenarios(users: int) -> list[Scenario]:
     """(a) ceiling, (b) single flight, (c) batches; batch users are fewer: each is 100x work."""
     return [
         Scenario("health", "GET /health (framework ceiling)", "health", users),
-        Scenario("single", "POST /predict, 1 flight", "single", users),
+        Scenario("single", "POST /predict, 1 flight (2,000 scheduled departures)", "single",
+                 users),
+        Scenario("single_unique", "POST /predict, 1 flight (every flight new: no cache hits)",
+                 "single", users, extra=("--schedule-size", "0")),
         Scenario("batch100", "POST /predict, batch of 100", "batch", max(users // 4, 1), 100),
         Scenario("batch1000", "POST /predict, batch of 1,000", "batch", max(users // 8, 1),
                  1000),
@@ -80,6 +84,7 @@ def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
            "--csv", str(prefix), "--html", f"{prefix}.html", "--loglevel", "WARNING"]
     if scenario.tags == "batch":
         cmd += ["--batch-size", str(scenario.batch_size)]
+    cmd += list(scenario.extra)
     if processes > 1:
         cmd += ["--processes", str(processes)]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
