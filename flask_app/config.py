@@ -15,6 +15,8 @@ DEFAULTS: dict[str, Any] = {
     # 1,000 flights with every optional field are ~130 KB of JSON; 1 MiB leaves room, no more.
     "MAX_CONTENT_LENGTH": 1 << 20,
     "LOG_LEVEL": "INFO",
+    # auto | on | off: share one booster call among concurrent requests (flask_app/coalesce.py).
+    "PREDICT_COALESCING": "auto",
     # Tests build an app without a model to check /ready's 503; production always loads one.
     "LOAD_MODEL": True,
 }
@@ -43,5 +45,14 @@ def from_env() -> dict[str, Any]:
         "MAX_BATCH_SIZE": _int("MAX_BATCH_SIZE", DEFAULTS["MAX_BATCH_SIZE"]),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
         "LOG_LEVEL": (os.environ.get("LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]).upper(),
+        "PREDICT_COALESCING": _choice("PREDICT_COALESCING", ("auto", "on", "off")),
         "LOAD_MODEL": DEFAULTS["LOAD_MODEL"],
     }
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    raw = (os.environ.get(name) or DEFAULTS[name]).strip().lower()
+    if raw not in allowed:
+        raise ValueError(f"environment variable {name} must be one of {', '.join(allowed)}, "
+                         f"got {raw!r}")
+    return raw

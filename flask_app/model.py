@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property, lru_cache
 from typing import Any
 
+import gevent.monkey
 import numpy as np
 from flask import Flask, current_app
 
+from flask_app.coalesce import PredictionCoalescer
 from flask_app.errors import ApiError
 from flask_app.explain import Explainer
 from training.artifacts import Artifact, load_artifact
@@ -26,13 +28,15 @@ SINGLE_FLIGHT_CACHE = 16384
 class DelayModel:
     """An artifact plus the prediction call the views use."""
 
-    def __init__(self, artifact: Artifact) -> None:
+    def __init__(self, artifact: Artifact, coalesce: bool = False) -> None:
         self.artifact = artifact
         self.spec = artifact.spec
         self.booster = artifact.booster
         self.version = artifact.version
         self.threshold = artifact.threshold
         self.metadata = artifact.metadata
+        # Under gevent, concurrent requests share booster calls (flask_app/coalesce.py).
+        self._coalescer = PredictionCoalescer(self._booster_predict) if coalesce else None
         # Per worker, per model: a reload builds a new DelayModel and so a fresh cache.
         self._predict_row = lru_cache(maxsize=SINGLE_FLIGHT_CACHE)(self._predict_encoded_row)
 
@@ -41,7 +45,15 @@ class DelayModel:
         matrix = self.spec.encode(flights)
         if len(matrix) == 1:
             return self._predict_row(matrix.tobytes())
+        return self._run_booster(matrix)
+
+    def _booster_predict(self, matrix: np.ndarray) -> np.ndarray:
         return self.booster.inplace_predict(matrix, validate_features=False)
+
+    def _run_booster(self, matrix: np.ndarray) -> np.ndarray:
+        if self._coalescer is not None:
+            return self._coalescer.predict(matrix)
+        return self._booster_predict(matrix)
 
     def _predict_encoded_row(self, row: bytes) -> np.ndarray:
         """The booster's answer for one encoded row (the bytes of a float32 1 x n matrix).
@@ -54,7 +66,7 @@ class DelayModel:
         so no caller can alter a cached answer).
         """
         matrix = np.frombuffer(row, dtype=np.float32).reshape(1, -1)
-        out = self.booster.inplace_predict(matrix, validate_features=False)
+        out = self._run_booster(matrix)
         out.setflags(write=False)
         return out
 
@@ -70,7 +82,17 @@ class DelayModel:
 def init_app(app: Flask) -> None:
     """Load the model named by ``MODEL_DIR``; a bad artifact raises and stops start-up."""
     app.extensions[EXTENSION] = (
-        DelayModel(load_artifact(app.config["MODEL_DIR"])) if app.config["LOAD_MODEL"] else None)
+        DelayModel(load_artifact(app.config["MODEL_DIR"]),
+                   coalesce=coalescing_enabled(app.config["PREDICT_COALESCING"]))
+        if app.config["LOAD_MODEL"] else None)
+
+
+def coalescing_enabled(setting: str) -> bool:
+    """``auto`` batches across requests only in a gevent-patched worker, where requests are
+    greenlets; Flask's test client and threaded servers call the booster directly."""
+    if setting == "auto":
+        return gevent.monkey.is_module_patched("socket")
+    return setting == "on"
 
 
 def get_model() -> DelayModel:

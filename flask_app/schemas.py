@@ -7,6 +7,7 @@ objects validate requests and generate the OpenAPI document.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -17,6 +18,8 @@ from training.features import FLIGHT_TYPES, MONTHS, OPTIONAL_INPUTS, REQUIRED_IN
 
 DEPARTURE_FORMATS: tuple[str, ...] = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
                                       "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
+# The same four shapes as one pattern (ASCII digits only: \d would admit other scripts' digits).
+_DEPARTURE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?")
 
 
 class StrictInteger(fields.Integer):
@@ -46,22 +49,15 @@ class ScheduledDeparture(fields.Field):
     }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        if not isinstance(value, str):
+        # The shape is checked by a regex, the calendar by fromisoformat: together they accept
+        # exactly DEPARTURE_FORMATS, at a tenth of strptime's cost (it was a quarter of a
+        # 1,000-flight batch's validation time).
+        if not isinstance(value, str) or _DEPARTURE_SHAPE.fullmatch(value) is None:
             raise self.make_error("invalid")
-        reasons: list[str] = []
-        for fmt in DEPARTURE_FORMATS:
-            try:
-                return datetime.strptime(value, fmt)
-            except ValueError as exc:
-                reasons.append(str(exc))
-        # strptime says "time data ... does not match" or "unconverted data remains" when the
-        # shape is wrong; anything else ("day is out of range for month") means the shape was
-        # right but the date does not exist, which deserves its own answer (2017-02-30).
-        impossible = [r for r in reasons
-                      if not r.startswith(("time data", "unconverted data"))]
-        if impossible:
-            raise self.make_error("impossible", reason=impossible[0])
-        raise self.make_error("invalid")
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:  # right shape, no such date or time: 2017-02-30, 25:00
+            raise self.make_error("impossible", reason=str(exc)) from None
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else value.strftime(DEPARTURE_FORMATS[0])

@@ -48,8 +48,12 @@ def context_copies() -> list[tuple[list[str], str]]:
 
 def test_image_starts_exactly_like_make_serve():
     cmd = json.loads(instruction("CMD")[-1])
-    recipe = subprocess.run(["make", "-n", "serve"], cwd=REPO, capture_output=True,
-                            text=True, check=True).stdout.strip().splitlines()[-1]
+    # Under `make test` the parent make's MAKEFLAGS/MAKELEVEL would make this one print
+    # "make[1]: ..." lines; a clean environment prints only the recipe.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    recipe = subprocess.run(["make", "--no-print-directory", "-n", "serve"], cwd=REPO, env=env,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    recipe = [line for line in recipe.splitlines() if "gunicorn" in line][-1]
     served = shlex.split(recipe)
     assert Path(served[0]).name == cmd[0] == "gunicorn"
     assert served[1:] == cmd[1:] == ["--config", "gunicorn.conf.py"]

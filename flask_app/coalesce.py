@@ -1,0 +1,85 @@
+"""Adaptive batching: concurrent requests in one gevent worker share one XGBoost call.
+
+Every ``inplace_predict`` call pays a fixed ~0.4 ms (measured on the shipped 672-tree model:
+one row costs 0.45 ms, a thousand rows 16 ms), so under load a worker answering single flights
+one call at a time spends most of its CPU on that fixed cost. Here a request hands its encoded
+rows to a per-worker :class:`PredictionCoalescer` and waits; a runner greenlet first lets every
+other runnable greenlet of the worker reach the same point (one ``gevent.sleep(0)``), then
+predicts all queued rows with a single booster call and hands each request its slice.
+
+Under light load a request finds the queue empty and waits one turn of the event loop, a few
+microseconds; under heavy load dozens of requests share one call. The answer for a row does not
+depend on which other rows share the call (XGBoost scores rows independently; a test compares
+it with one call per row).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+import gevent
+import numpy as np
+from gevent.event import AsyncResult, Event
+
+log = logging.getLogger(__name__)
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+class PredictionCoalescer:
+    """Queue of (rows, waiter) drained by one runner greenlet per worker."""
+
+    def __init__(self, predict: Predictor, max_rows: int = 8192) -> None:
+        self._predict = predict
+        self._max_rows = max_rows
+        self._queue: deque[tuple[np.ndarray, AsyncResult]] = deque()
+        self._wakeup = Event()
+        self._runner: gevent.Greenlet | None = None
+        self.calls = 0  # booster calls made, for tests and the curious
+        self.rows = 0
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities for ``matrix``'s rows, computed together with concurrent requests."""
+        waiter = AsyncResult()
+        self._queue.append((matrix, waiter))
+        if self._runner is None or self._runner.dead:
+            self._runner = gevent.spawn(self._run)
+        self._wakeup.set()
+        return waiter.get()
+
+    def _run(self) -> None:
+        while True:
+            self._wakeup.wait()
+            self._wakeup.clear()
+            # One turn of the loop: requests whose bytes have arrived get to validate and
+            # enqueue before the booster runs.
+            gevent.sleep(0)
+            while self._queue:
+                self._drain_once()
+
+    def _take(self) -> list[tuple[np.ndarray, AsyncResult]]:
+        taken, rows = [], 0
+        while self._queue and (not taken or rows + len(self._queue[0][0]) <= self._max_rows):
+            item = self._queue.popleft()
+            taken.append(item)
+            rows += len(item[0])
+        return taken
+
+    def _drain_once(self) -> None:
+        taken = self._take()
+        try:
+            matrix = taken[0][0] if len(taken) == 1 else np.concatenate([m for m, _ in taken])
+            out = self._predict(matrix)
+        except Exception as exc:  # handed to every waiting request, which answers 500 JSON
+            log.exception("batched prediction failed")
+            for _, waiter in taken:
+                waiter.set_exception(exc)
+            return
+        self.calls += 1
+        self.rows += len(out)
+        start = 0
+        for matrix, waiter in taken:
+            waiter.set(out[start:start + len(matrix)])
+            start += len(matrix)
