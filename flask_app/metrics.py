@@ -49,6 +49,10 @@ BATCH_SIZE = Histogram("scl_delay_predict_batch_size",
 PREDICTIONS = Counter("scl_delay_predictions_total",
                       "Predictions by outcome (delayed = probability >= threshold)",
                       ["outcome"])
+# Booster calls vs rows: rows/calls is how many flights share one XGBoost call on average
+# (flask_app/coalesce.py); near 1 under light load, tens under heavy load.
+BOOSTER_CALLS = Counter("scl_delay_booster_calls_total", "XGBoost prediction calls made")
+BOOSTER_ROWS = Counter("scl_delay_booster_rows_total", "Flights passed to XGBoost prediction calls")
 # 'livesum': each live worker contributes 1 for the version it serves, so the value is the
 # number of workers serving that version, and a retired worker's 1 disappears with it.
 MODEL_INFO = Gauge("scl_delay_model_info",

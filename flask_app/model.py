@@ -18,6 +18,7 @@ from flask import Flask, current_app
 from flask_app.coalesce import PredictionCoalescer
 from flask_app.errors import ApiError
 from flask_app.explain import Explainer
+from flask_app.metrics import BOOSTER_CALLS, BOOSTER_ROWS
 from training.artifacts import Artifact, load_artifact
 
 EXTENSION = "delay_model"
@@ -48,6 +49,8 @@ class DelayModel:
         return self._run_booster(matrix)
 
     def _booster_predict(self, matrix: np.ndarray) -> np.ndarray:
+        BOOSTER_CALLS.inc()
+        BOOSTER_ROWS.inc(len(matrix))
         return self.booster.inplace_predict(matrix, validate_features=False)
 
     def _run_booster(self, matrix: np.ndarray) -> np.ndarray:

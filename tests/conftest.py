@@ -6,6 +6,14 @@ service code under test is exactly what serves production; only the data is synt
 
 from __future__ import annotations
 
+# Patch before anything imports ssl or socket: the Locust tests import locust, which patches
+# with gevent, and patching after ssl was imported fails (RecursionError) depending on which
+# test files were collected first. Patching here makes every run, whatever its selection, use
+# the same cooperative sockets and threads as the Gunicorn gevent worker the service runs in.
+from gevent import monkey
+
+monkey.patch_all()
+
 from datetime import datetime, timedelta
 from pathlib import Path
 
