@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_app import api, docs, errors, health, metrics, model, request_log
+from flask_app import api, docs, errors, fairness, health, metrics, model, request_log
 from flask_app.config import from_env
 from flask_app.json_provider import OrjsonProvider
 from flask_app.schemas import build_schemas
@@ -27,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.json.sort_keys = False
 
+    fairness.init_app(app)
     request_log.init_app(app)
     errors.init_app(app)
     model.init_app(app)

@@ -4,7 +4,8 @@ Every ``inplace_predict`` call pays a fixed ~0.4 ms (measured on the shipped 672
 one row costs 0.45 ms, a thousand rows 16 ms), so under load a worker answering single flights
 one call at a time spends most of its CPU on that fixed cost. Here a request hands its encoded
 rows to a per-worker :class:`PredictionCoalescer` and waits; a runner greenlet first lets every
-other runnable greenlet of the worker reach the same point (one ``gevent.sleep(0)``), then
+other runnable greenlet of the worker reach the same point (it waits for the next turn of the
+event loop, after the loop has polled for requests that have arrived meanwhile), then
 predicts all queued rows with a single booster call and hands each request its slice.
 
 Under light load a request finds the queue empty and waits one turn of the event loop, a few
@@ -54,8 +55,9 @@ class PredictionCoalescer:
             self._wakeup.wait()
             self._wakeup.clear()
             # One turn of the loop: requests whose bytes have arrived get to validate and
-            # enqueue before the booster runs.
-            gevent.sleep(0)
+            # enqueue before the booster runs. A positive sleep waits for the next I/O poll;
+            # sleep(0) may resume before it (gevent's docs).
+            gevent.sleep(1e-6)
             while self._queue:
                 self._drain_once()
 

@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # auto | on | off: share one booster call among concurrent requests (flask_app/coalesce.py).
     "PREDICT_COALESCING": "auto",
+    # Yield once per request so keep-alive connections take turns (flask_app/fairness.py).
+    "FAIR_YIELD": "1",
     # Tests build an app without a model to check /ready's 503; production always loads one.
     "LOAD_MODEL": True,
 }
@@ -46,6 +48,7 @@ def from_env() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
         "LOG_LEVEL": (os.environ.get("LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]).upper(),
         "PREDICT_COALESCING": _choice("PREDICT_COALESCING", ("auto", "on", "off")),
+        "FAIR_YIELD": _choice("FAIR_YIELD", ("1", "0")) == "1",
         "LOAD_MODEL": DEFAULTS["LOAD_MODEL"],
     }
 
