@@ -78,8 +78,9 @@ def predict():
 def describe_model():
     model = get_model()
     meta = model.metadata
-    keys = ("model_version", "trained_at", "threshold", "threshold_rule", "feature_spec",
-            "metrics", "dataset", "library_versions", "model_format")
+    keys = ("model_version", "trained_at", "training_seconds", "threshold", "threshold_rule",
+            "feature_spec", "holdout_metrics", "base_rate", "training_scheme", "calibration",
+            "n_estimators", "params", "seed", "dataset", "libraries", "model_format")
     return jsonify({k: meta[k] for k in keys if k in meta})
 
 

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import AIRLINES, DESTINATIONS, build_tiny_artifact
+from conftest import AIRLINES, DESTINATIONS, REPO_ROOT
 from flask.testing import FlaskClient
 
 from flask_app import create_app
-from training.artifacts import METADATA_FILE, write_json
+from training.artifacts import METADATA_FILE
 
 LATAM = {"OPERA": "Grupo LATAM", "TIPOVUELO": "I", "MES": 1}
 TINY_THRESHOLD = 0.3  # build_tiny_artifact saves this threshold
@@ -109,16 +109,21 @@ def test_model_route_describes_the_artifact(client: FlaskClient) -> None:
     assert spec["optional_inputs"] == ["Fecha-I", "SIGLADES"]
 
 
-def test_model_route_reports_holdout_metrics_when_the_artifact_has_them(
-        tmp_path: Path) -> None:
-    build_tiny_artifact(tmp_path, seed=3, rounds=5)
-    meta_path = tmp_path / METADATA_FILE
-    meta = json.loads(meta_path.read_text())
-    meta["metrics"] = {"holdout": {"roc_auc": 0.71, "recall": 0.6}}
-    write_json(meta_path, meta)
-    app = create_app({"TESTING": True, "MODEL_DIR": str(tmp_path)})
-    body = app.test_client().get("/model").json
-    assert body["metrics"] == {"holdout": {"roc_auc": 0.71, "recall": 0.6}}
+def test_model_route_reports_the_shipped_artifacts_holdout_metrics() -> None:
+    """/model of the committed artifact carries what training wrote: both holdouts' metrics,
+    the threshold and its rule, the training scheme and library versions."""
+    model_dir = REPO_ROOT / "model_artifacts"
+    meta = json.loads((model_dir / METADATA_FILE).read_text())
+    body = create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client().get(
+        "/model").json
+    assert set(body["holdout_metrics"]) == {"notebook", "temporal"}
+    assert body["holdout_metrics"] == meta["holdout_metrics"]
+    full = body["holdout_metrics"]["notebook"]["levels"]["full"]
+    assert 0.5 < full["roc_auc"] <= 1.0
+    assert body["threshold"] == meta["threshold"]
+    assert body["threshold_rule"] == meta["threshold_rule"]
+    assert body["libraries"]["xgboost"] == meta["libraries"]["xgboost"]
+    assert body["model_version"] == meta["model_version"]
 
 
 def test_index_links_to_every_route(client: FlaskClient) -> None:
