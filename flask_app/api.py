@@ -87,11 +87,17 @@ def describe_model():
 @bp.get("/")
 def index():
     model = current_app.extensions.get("delay_model")
+    # Optional routes (docs, metrics) are listed only if this app registered them.
+    endpoints = {"predict": "api.predict", "model": "api.describe_model",
+                 "health": "health.health", "ready": "health.ready", "docs": "docs.docs_page",
+                 "openapi": "docs.openapi_json", "metrics": "metrics"}
+    registered = set(current_app.view_functions)
+    links = {name: url_for(endpoint) for name, endpoint in endpoints.items()
+             if endpoint in registered}
     return jsonify(
         name="scl-delay",
         description="Probability that a flight at Santiago de Chile (SCL) leaves more than "
                     "15 minutes late",
         model_version=model.version if model else None,
-        links={"predict": url_for("api.predict"), "model": url_for("api.describe_model"),
-               "health": url_for("health.health"), "ready": url_for("health.ready")},
+        links=links,
     )

@@ -133,8 +133,9 @@ def test_index_links_to_every_route(client: FlaskClient) -> None:
     assert body["name"] == "scl-delay"
     assert body["model_version"] == client.get("/model").json["model_version"]
     links = body["links"]
-    assert {links[k] for k in ("predict", "model", "health", "ready")} == {
-        "/predict", "/model", "/health", "/ready"}
+    assert links == {"predict": "/predict", "model": "/model", "health": "/health",
+                     "ready": "/ready", "docs": "/docs", "openapi": "/openapi.json",
+                     "metrics": "/metrics"}
     for name, path in links.items():
         if name != "predict":
             assert client.get(path).status_code == 200, path
