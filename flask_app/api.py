@@ -62,6 +62,12 @@ def predict():
     # Most requests carry no query string: skip the schema then (hot path).
     explain = QUERY_SCHEMA.load(request.args.to_dict())["explain"] if request.args else False
     flights = parse_flights(read_json_object())
+    limit = current_app.config["MAX_EXPLAIN_BATCH"]
+    if explain and len(flights) > limit:
+        message = (f"explain=true takes at most {limit} flights per request (got "
+                   f"{len(flights)}): explanations cost ~5 ms per flight; split the batch or "
+                   "drop explain")
+        raise ApiError(400, message, {"explain": [message]})
     g.batch_size = len(flights)  # for the request log and metrics (flask_app/metrics.py)
     probabilities = model.predict(flights)
     threshold = model.threshold

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from flask_app import create_app
 from training.artifacts import load_artifact
 
 FULL = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "Fecha-I": "2017-03-05 19:30",
@@ -97,3 +98,17 @@ def test_bad_query_parameters_are_400_naming_them(client, query, field):
     body = response.get_json()["error"]
     assert field in body["fields"]
     assert field in body["message"]
+
+
+def test_explain_refuses_batches_over_its_own_limit(tiny_model_dir):
+    """Explaining is ~100x the cost of predicting, so it has its own, smaller batch limit."""
+    app = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "MAX_EXPLAIN_BATCH": 3})
+    client = app.test_client()
+    flight = {"OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 5}
+    too_many = client.post("/predict?explain=true", json={"flights": [flight] * 4})
+    assert too_many.status_code == 400
+    error = too_many.get_json()["error"]
+    assert "explain" in error["fields"] and "at most 3" in error["message"]
+    assert client.post("/predict?explain=true", json={"flights": [flight] * 3}).status_code == 200
+    # The limit is for explanations only: the same batch is scored without them.
+    assert client.post("/predict", json={"flights": [flight] * 4}).status_code == 200
