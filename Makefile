@@ -46,25 +46,26 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 
 # --- Load tests (locustfile.py; README: Performance) -----------------------------------------
-HOST ?= http://127.0.0.1:8000
+# The service the load targets hit (not HOST, which is the address `make serve` binds).
+TARGET_URL ?= http://127.0.0.1:8000
 USERS ?= 64
 SPAWN_RATE ?= 16
 DURATION ?= 60s
 LOCUST := $(BIN)/locust -f locustfile.py
 
-load-test: $(VENV)/.dev-installed  ## Locust web UI on :8089 against $$HOST (start `make serve` first)
-	$(LOCUST) --host "$(HOST)" --web-port 8089
+load-test: $(VENV)/.dev-installed  ## Locust web UI on :8089 against $$TARGET_URL (start `make serve` first)
+	$(LOCUST) --host "$(TARGET_URL)" --web-port 8089
 
 load-test-headless: $(VENV)/.dev-installed  ## Locust without UI: USERS= SPAWN_RATE= DURATION= -> reports/
 	@mkdir -p reports
-	$(LOCUST) --host "$(HOST)" --headless -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) \
+	$(LOCUST) --host "$(TARGET_URL)" --headless -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) \
 		--only-summary --csv reports/locust --html reports/locust.html
 
 # The challenge: >= 50,000 single-flight /predict requests in 45 s from 1,000 users, 0 failures.
 # Locust exits non-zero on any failure, and on fewer requests via --min-requests (locustfile).
-stress: $(VENV)/.dev-installed  ## 1,000 users on /predict for 45 s against $$HOST: >= 50k requests, 0 failures
+stress: $(VENV)/.dev-installed  ## 1,000 users on /predict for 45 s against $$TARGET_URL: >= 50k requests, 0 failures
 	@mkdir -p reports
-	$(LOCUST) --host "$(HOST)" --headless -u 1000 -r 500 -t 45s --tags single \
+	$(LOCUST) --host "$(TARGET_URL)" --headless -u 1000 -r 500 -t 45s --tags single \
 		--min-requests 50000 --only-summary --csv reports/stress --html reports/stress.html
 
 bench: $(VENV)/.dev-installed  ## start the service, run the fixed scenarios -> reports/bench.md|json

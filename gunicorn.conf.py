@@ -5,12 +5,28 @@ Configuration). Workers are gevent, so one worker holds thousands of idle or slo
 while the CPU work (validation, encoding, one XGBoost call) runs between them.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+
+def _settings_module():
+    """flask_app/config.py, loaded by path: importing the flask_app package here would pull
+    Flask, XGBoost and prometheus_client into the master before it has set up the metrics
+    directory (prometheus_client fixes its mode at import) and before any fork."""
+    path = Path(__file__).resolve().parent / "flask_app" / "config.py"
+    spec = importlib.util.spec_from_file_location("_scl_delay_settings", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_settings = _settings_module()
+env_int, env_choice, LOG_LEVELS = _settings.env_int, _settings.env_choice, _settings.LOG_LEVELS
 
 # XGBoost/OpenMP must not start a thread pool per worker on a 2-core box: one worker per core,
 # one thread per worker. Set before any worker imports xgboost.
@@ -23,24 +39,24 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # the waiting, so more workers than cores only add context switches. Measured on the 2-core
 # machine (Locust, 64 users, single flights, one run): 2 workers 1,094 req/s, 3 workers 1,139,
 # 4 workers 1,026, i.e. no gain past one per core (README: Performance).
-workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
+workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
 worker_class = "gevent"
 # Connections one worker holds at once; past this Gunicorn stops accepting, so keep it well
 # above the challenge's 1,000 simultaneous users per worker.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "4000"))
+worker_connections = env_int("WORKER_CONNECTIONS", 4000)
 backlog = 4096
 
 # Each worker builds the app (and loads the model) after the fork: no shared OpenMP state.
 preload_app = False
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+timeout = env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
 keepalive = 5
 
 # Off by default: the app logs one JSON line per request with more in it (request id, route,
 # latency, batch size, model version; flask_app/request_log.py). ACCESS_LOG=- turns it back on.
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = env_choice("LOG_LEVEL", LOG_LEVELS)
 proc_name = "scl-delay"
 
 # Gunicorn's control socket defaults to one fixed path per user, so two servers (tests, a
@@ -53,9 +69,8 @@ if not control_socket_disable:
 # prometheus_client chooses multiprocess mode when it is first imported, so the directory must
 # be in the environment before any worker starts. This file is read again on SIGHUP; the
 # directory is then already set and is kept, so totals survive a reload.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scl-delay-metrics-")
-    os.environ["SCL_DELAY_OWNS_METRICS_DIR"] = "1"
+# The directory is made in on_starting (not when this file is read, e.g. by --check-config),
+# and removed again if start-up fails.
 
 # --- Model snapshot: reload on SIGHUP without downtime ---------------------------------------
 # Workers never load MODEL_DIR itself: they load MODEL_SNAPSHOT_DIR, a copy the master made and
@@ -90,10 +105,19 @@ def _snapshot_model() -> tuple[str, str]:
 
 def on_starting(server):
     """Master start: clear stale metrics files, snapshot the model (a bad one stops start-up)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scl-delay-metrics-")
+        os.environ["SCL_DELAY_OWNS_METRICS_DIR"] = "1"
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in metrics_dir.glob("*.db"):
         stale.unlink()
-    path, version = _snapshot_model()
+    try:
+        path, version = _snapshot_model()
+    except BaseException:
+        # Gunicorn calls on_exit only for a server that started; clean up what we made.
+        on_exit(server)
+        raise
     os.environ["MODEL_SNAPSHOT_DIR"] = path
     server.log.info("serving model version %s from snapshot %s", version, path)
 

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from flask_app.errors import ApiError
 from flask_app.explain import PredictQuerySchema
-from flask_app.model import get_model
+from flask_app.model import EXTENSION, get_model
 from flask_app.schemas import Schemas
 
 bp = Blueprint("api", __name__)
@@ -92,7 +92,7 @@ def describe_model():
 
 @bp.get("/")
 def index():
-    model = current_app.extensions.get("delay_model")
+    model = current_app.extensions.get(EXTENSION)
     # Optional routes (docs, metrics) are listed only if this app registered them.
     endpoints = {"predict": "api.predict", "model": "api.describe_model",
                  "health": "health.health", "ready": "health.ready", "docs": "docs.docs_page",

@@ -27,7 +27,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _int(name: str, default: int) -> int:
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
+
+
+def env_int(name: str, default: int) -> int:
+    """A positive integer from the environment; unset or empty means ``default``."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -47,17 +51,18 @@ def from_env() -> dict[str, Any]:
         # MODEL_SNAPSHOT_DIR (reload without downtime); elsewhere MODEL_DIR is read directly.
         "MODEL_DIR": (os.environ.get("MODEL_SNAPSHOT_DIR") or os.environ.get("MODEL_DIR")
                       or DEFAULTS["MODEL_DIR"]),
-        "MAX_BATCH_SIZE": _int("MAX_BATCH_SIZE", DEFAULTS["MAX_BATCH_SIZE"]),
-        "MAX_EXPLAIN_BATCH": _int("MAX_EXPLAIN_BATCH", DEFAULTS["MAX_EXPLAIN_BATCH"]),
-        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
-        "LOG_LEVEL": (os.environ.get("LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]).upper(),
-        "PREDICT_COALESCING": _choice("PREDICT_COALESCING", ("auto", "on", "off")),
-        "FAIR_YIELD": _choice("FAIR_YIELD", ("1", "0")) == "1",
+        "MAX_BATCH_SIZE": env_int("MAX_BATCH_SIZE", DEFAULTS["MAX_BATCH_SIZE"]),
+        "MAX_EXPLAIN_BATCH": env_int("MAX_EXPLAIN_BATCH", DEFAULTS["MAX_EXPLAIN_BATCH"]),
+        "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
+        "LOG_LEVEL": env_choice("LOG_LEVEL", LOG_LEVELS).upper(),
+        "PREDICT_COALESCING": env_choice("PREDICT_COALESCING", ("auto", "on", "off")),
+        "FAIR_YIELD": env_choice("FAIR_YIELD", ("1", "0")) == "1",
         "LOAD_MODEL": DEFAULTS["LOAD_MODEL"],
     }
 
 
-def _choice(name: str, allowed: tuple[str, ...]) -> str:
+def env_choice(name: str, allowed: tuple[str, ...]) -> str:
+    """The variable's value, lower-cased, if it is one of ``allowed`` (else a clear error)."""
     raw = (os.environ.get(name) or DEFAULTS[name]).strip().lower()
     if raw not in allowed:
         raise ValueError(f"environment variable {name} must be one of {', '.join(allowed)}, "

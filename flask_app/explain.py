@@ -21,11 +21,11 @@ import numpy as np
 import xgboost as xgb
 from marshmallow import RAISE, Schema, fields
 
-from training.features import FeatureSpec
+from training.features import TIME_COLUMNS, FeatureSpec
 
-# The input each explanation group comes from, for groups that are parts of one input.
-_GROUP_INPUT = {"day_of_week": "Fecha-I", "hour": "Fecha-I", "day_of_month": "Fecha-I",
-                "day_of_year": "Fecha-I", "high_season": "Fecha-I"}
+# The input each explanation group comes from, for groups that are parts of one input: every
+# column the feature spec derives from the scheduled departure.
+_GROUP_INPUT = dict.fromkeys(TIME_COLUMNS, "Fecha-I")
 
 
 class PredictQuerySchema(Schema):

@@ -6,6 +6,8 @@ import os
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from flask_app.model import EXTENSION
+
 bp = Blueprint("health", __name__)
 
 WORKER_PID_HEADER = "X-Worker-PID"
@@ -32,7 +34,7 @@ def health():
 @bp.get("/ready")
 def ready():
     """200 once this worker holds a model, 503 before (traffic should go elsewhere)."""
-    model = current_app.extensions.get("delay_model")
+    model = current_app.extensions.get(EXTENSION)
     if model is None:
         return jsonify(status="not ready", reason="model not loaded"), 503, {"Retry-After": "5"}
     return jsonify(status="ready", model_version=model.version)

@@ -69,7 +69,9 @@ class DelayModel:
         so no caller can alter a cached answer).
         """
         matrix = np.frombuffer(row, dtype=np.float32).reshape(1, -1)
-        out = self._run_booster(matrix)
+        # A copy: under coalescing the booster's output is a slice of an array shared with
+        # other requests (up to thousands of rows), which a cached view would keep alive.
+        out = self._run_booster(matrix).copy()
         out.setflags(write=False)
         return out
 
@@ -93,9 +95,11 @@ def init_app(app: Flask) -> None:
 def coalescing_enabled(setting: str) -> bool:
     """``auto`` batches across requests only in a gevent-patched worker, where requests are
     greenlets; Flask's test client and threaded servers call the booster directly."""
-    if setting == "auto":
-        return gevent.monkey.is_module_patched("socket")
-    return setting == "on"
+    patched = gevent.monkey.is_module_patched("socket")
+    if setting == "on" and not patched:
+        raise ValueError("PREDICT_COALESCING=on needs gevent-patched workers (Gunicorn's gevent "
+                         "worker); use auto or off elsewhere")
+    return patched if setting == "auto" else setting == "on"
 
 
 def get_model() -> DelayModel:

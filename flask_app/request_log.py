@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 from flask import Flask, Response, current_app, g, request
 
+from flask_app.model import EXTENSION
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and made of characters that cannot forge log
 # fields or header lines; anything else is replaced by a fresh id.
@@ -91,7 +93,7 @@ def init_app(app: Flask) -> None:
         if not log.isEnabledFor(logging.INFO):
             return response
         started = g.get("log_start")
-        model = current_app.extensions.get("delay_model")
+        model = current_app.extensions.get(EXTENSION)
         rule = request.url_rule
         fields = {
             "event": "request",

@@ -87,7 +87,8 @@ class OneOfShortEcho(validate.OneOf):
 
 
 def _one_of(choices: tuple[str, ...] | list[str], what: str) -> validate.OneOf:
-    shown = ", ".join(choices)
+    # The names come from model metadata: double any brace so str.format leaves them alone.
+    shown = ", ".join(choices).replace("{", "{{").replace("}", "}}")
     return OneOfShortEcho(choices, error=f"Unknown {what} {{input}}; allowed: {shown}.")
 
 

@@ -38,7 +38,7 @@ INPUT_LEVELS: dict[str, tuple[str, ...]] = {
 }
 
 # Columns derived from Fecha-I, in matrix order, with the explanation group each one reports to.
-_TIME_COLUMNS: tuple[str, ...] = ("day_of_week", "hour", "day_of_month", "day_of_year",
+TIME_COLUMNS: tuple[str, ...] = ("day_of_week", "hour", "day_of_month", "day_of_year",
                                   "high_season")
 
 # High season (challenge definition, inclusive, by calendar date): Dec 15 - Mar 3,
@@ -71,7 +71,7 @@ def period_of_day(when: datetime) -> str:
 
 
 def time_features(when: datetime) -> tuple[float, float, float, float, float]:
-    """The values of ``_TIME_COLUMNS`` for a scheduled departure."""
+    """The values of ``TIME_COLUMNS`` for a scheduled departure."""
     return (
         float(when.weekday()),
         when.hour + when.minute / 60.0,
@@ -107,7 +107,7 @@ class FeatureSpec:
         self._international = add("TIPOVUELO=I", "TIPOVUELO")
         self._month = add("MES", "MES")
         first_time = len(names)
-        for column in _TIME_COLUMNS:
+        for column in TIME_COLUMNS:
             add(column, column)
         self._time_slice = slice(first_time, len(names))
         first_dest = len(names)

@@ -19,6 +19,7 @@ import xgboost as xgb
 from conftest import AIRLINES, DESTINATIONS, synthetic_flights
 from flask.testing import FlaskClient
 
+from flask_app import create_app
 from training.artifacts import MODEL_FILE
 from training.features import FeatureSpec
 
@@ -126,3 +127,21 @@ def test_optional_inputs_change_the_answer(client: FlaskClient, reference) -> No
     answers = [client.post("/predict", json=to_request(flight, keep)).json["predictions"][0]
                for keep in ((), ("Fecha-I", "SIGLADES"))]
     assert_matches(answers, np.array([bare, full]))
+
+
+def test_direct_booster_path_without_coalescing_matches_the_booster(tiny_model_dir):
+    """The suite runs gevent-patched, so other tests go through the coalescer; this one pins
+    the direct path (PREDICT_COALESCING=off, as under a threaded server)."""
+    app = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir),
+                      "PREDICT_COALESCING": "off"})
+    model = app.extensions["delay_model"]
+    assert model._coalescer is None
+    flights, _ = synthetic_flights(30, seed=11)
+    body = [{**f, "Fecha-I": f["Fecha-I"].strftime("%Y-%m-%d %H:%M")} for f in flights]
+    got = app.test_client().post("/predict", json={"flights": body}).get_json()["predictions"]
+    booster = xgb.Booster(model_file=str(tiny_model_dir / "model.ubj"))
+    want = booster.predict(xgb.DMatrix(FeatureSpec.from_dict(model.metadata["feature_spec"])
+                                       .encode(flights), missing=np.nan))
+    assert len(got) == len(want) == 30
+    for answer, booster_p in zip(got, want, strict=True):
+        assert abs(answer["delay_probability"] - float(booster_p)) <= 0.5e-4 + 1e-6
