@@ -168,6 +168,12 @@ class FeatureSpec:
         if version != SPEC_VERSION:
             raise ValueError(f"feature spec version {version!r} is not supported "
                              f"(this code reads version {SPEC_VERSION})")
+        # Flight types and months are fixed by this code's encoding (one 0/1 column, one
+        # numeric column): a model saved with others cannot be served by it.
+        for key, expected in (("flight_types", list(FLIGHT_TYPES)), ("months", list(MONTHS))):
+            if list(data.get(key, expected)) != expected:
+                raise ValueError(f"{key} {data[key]!r} in the metadata differ from the "
+                                 f"{expected!r} this code encodes")
         spec = cls(data["airlines"], data["destinations"])
         if list(spec.feature_names) != list(data["feature_names"]):
             raise ValueError("feature_names in the metadata do not match the ones this code "
