@@ -40,6 +40,10 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # machine (Locust, 64 users, single flights, one run): 2 workers 1,094 req/s, 3 workers 1,139,
 # 4 workers 1,026, i.e. no gain past one per core (README: Performance).
 workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
+# Gunicorn's own gevent worker. "gevent_pywsgi" (gevent's WSGI server) was ~10-30 % faster in
+# one Locust run, but its old workers keep idle keep-alive connections open through a SIGHUP
+# reload until the graceful timeout kills them, and requests on them fail; this worker closes
+# them after the request in flight, which is what the zero-downtime reload test needs.
 worker_class = "gevent"
 # Connections one worker holds at once; past this Gunicorn stops accepting, so keep it well
 # above the challenge's 1,000 simultaneous users per worker.
