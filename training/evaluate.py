@@ -163,6 +163,13 @@ def format_table(holdouts: dict[str, Any]) -> str:
 def evaluate_artifact(model_dir: str, frame: pd.DataFrame) -> dict[str, Any]:
     """Score a saved artifact on ``frame`` at every level with its stored threshold."""
     artifact = load_artifact(model_dir, nthread=2)
+    for column, known in (("OPERA", artifact.spec.airlines),
+                          ("SIGLADES", artifact.spec.destinations)):
+        unknown = sorted(set(frame[column]) - set(known))
+        if unknown:
+            raise DataError(f"{len(unknown)} {column} value(s) in the data are not in the "
+                            f"model's vocabulary ({', '.join(unknown[:5])}); the model in "
+                            f"{model_dir} cannot score them")
     levels = encode_levels(artifact.spec, frame)
     y = frame[TARGET].to_numpy()
     return _round({lv: all_metrics(y, predict(artifact.booster, levels[lv]), artifact.threshold)

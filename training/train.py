@@ -103,6 +103,9 @@ def train(data: str | None, out: str | Path, seed: int = DEFAULT_SEED, evaluate:
         "holdout_metrics": summarize(results) if results else None,
     }
     written = save_artifact(out, fitted.booster, spec, fitted.threshold.threshold, metadata)
+    stale = Path(out) / "report"
+    if not (evaluate and report) and stale.exists():
+        log(f"note: {stale} is from an earlier run, not model {written['model_version']}")
     if evaluate and report:
         from training.report import write_report  # matplotlib only when a report is wanted
 

@@ -86,3 +86,14 @@ def test_cli_exports_synthetic_features(csv_writer, tmp_path: Path) -> None:
     header = lines[0].split(",")
     assert header[-4:] == ["high_season", "min_diff", "delay_15", "period_day"]
     assert lines[1].split(",")[-4:] == ["1", "31.0", "1", "night"]
+
+
+def test_scoring_an_artifact_on_data_with_an_unknown_airline_names_it(synthetic_csv,
+                                                                     tiny_model_dir):
+    """python -m training.evaluate --model-dir on a file the model cannot encode: a DataError
+    naming the column and value, not a KeyError traceback from the encoder."""
+    from training.evaluate import evaluate_artifact
+
+    frame, _ = load_flights(synthetic_csv)  # its airlines are not in the tiny model's vocabulary
+    with pytest.raises(DataError, match="OPERA value"):
+        evaluate_artifact(str(tiny_model_dir), frame)
