@@ -14,18 +14,18 @@ import tempfile
 from pathlib import Path
 
 
-def _settings_module():
-    """flask_app/config.py, loaded by path: importing the flask_app package here would pull
+def _load_by_path(filename: str, name: str):
+    """A module of flask_app/, loaded by path: importing the flask_app package here would pull
     Flask, XGBoost and prometheus_client into the master before it has set up the metrics
     directory (prometheus_client fixes its mode at import) and before any fork."""
-    path = Path(__file__).resolve().parent / "flask_app" / "config.py"
-    spec = importlib.util.spec_from_file_location("_scl_delay_settings", path)
+    path = Path(__file__).resolve().parent / "flask_app" / filename
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_settings = _settings_module()
+_settings = _load_by_path("config.py", "_scl_delay_settings")
 env_int, env_choice, LOG_LEVELS = _settings.env_int, _settings.env_choice, _settings.LOG_LEVELS
 
 # XGBoost/OpenMP must not start a thread pool per worker on a 2-core box: one worker per core,
@@ -40,11 +40,13 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # machine (Locust, 64 users, single flights, one run): 2 workers 1,094 req/s, 3 workers 1,139,
 # 4 workers 1,026, i.e. no gain past one per core (README: Performance).
 workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
-# Gunicorn's own gevent worker. "gevent_pywsgi" (gevent's WSGI server) was ~10-30 % faster in
-# one Locust run, but its old workers keep idle keep-alive connections open through a SIGHUP
-# reload until the graceful timeout kills them, and requests on them fail; this worker closes
-# them after the request in flight, which is what the zero-downtime reload test needs.
-worker_class = "gevent"
+# gevent's own WSGI server (Gunicorn's "gevent_pywsgi") with a handler that closes keep-alive
+# connections once the worker retires, so a SIGHUP reload fails no request
+# (flask_app/worker.py says why and what it measured). WORKER_CLASS=gevent selects Gunicorn's
+# plain gevent worker instead.
+_worker = _load_by_path("worker.py", "_scl_delay_worker")
+_worker.keepalive_requests()  # a bad KEEPALIVE_REQUESTS stops start-up here, with its reason
+worker_class = os.environ.get("WORKER_CLASS") or _worker.RetiringPyWSGIWorker
 # Connections one worker holds at once; past this Gunicorn stops accepting, so keep it well
 # above the challenge's 1,000 simultaneous users per worker.
 worker_connections = env_int("WORKER_CONNECTIONS", 4000)
@@ -54,7 +56,9 @@ backlog = 4096
 preload_app = False
 timeout = env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
-keepalive = 5
+# Seconds a keep-alive connection may wait idle for its next request; it also bounds how long
+# idle connections keep a retiring worker alive (flask_app/worker.py).
+keepalive = env_int("KEEPALIVE", 5)
 
 # Off by default: the app logs one JSON line per request with more in it (request id, route,
 # latency, batch size, model version; flask_app/request_log.py). ACCESS_LOG=- turns it back on.

@@ -1,0 +1,154 @@
+"""The worker class (flask_app/worker.py) lets keep-alive clients leave a retiring worker.
+
+gevent's stock WSGI handler keeps a keep-alive connection for as long as the client wants, so a
+worker told to stop (reload, restart) hangs on to its clients until the graceful timeout kills
+them mid-conversation. These tests hold real keep-alive connections against a real Gunicorn and
+check the two promises: responses say ``Connection: close`` once the worker retires, and an idle
+connection is closed after ``KEEPALIVE`` seconds, so the worker exits long before the graceful
+timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from server import GUNICORN, REPO_ROOT, running_server
+
+from flask_app.worker import keepalive_requests
+
+SLOW_GRACE = {"KEEPALIVE": "1", "GRACEFUL_TIMEOUT": "60"}
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+
+def get(conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    conn.request("GET", "/health")
+    resp = conn.getresponse()
+    resp.read()
+    return resp
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """True when the server closes the socket (EOF) within ``within`` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.server
+def test_a_retiring_worker_answers_then_closes_the_keep_alive_connection(tiny_model_dir,
+                                                                          tmp_path):
+    with running_server(tiny_model_dir, tmp_path, workers=1, env=SLOW_GRACE) as server:
+        conn = connect(server.url)
+        first = get(conn)
+        pid = int(first.getheader("X-Worker-PID"))
+        sock = conn.sock
+        # http.client closes its socket on "Connection: close"; a duplicate descriptor of the
+        # same connection shows whether the server closed its end too.
+        watch = sock.dup()
+        assert first.status == 200 and first.getheader("Connection") != "close"
+        assert get(conn).status == 200 and conn.sock is sock  # the same kept-alive socket
+
+        os.kill(pid, signal.SIGTERM)
+        # The worker notices within its 1 s heartbeat; until then it may still keep alive.
+        # Requests keep coming on the same socket, and every one is answered.
+        deadline = time.monotonic() + 10
+        while True:
+            resp = get(conn)
+            assert resp.status == 200
+            assert int(resp.getheader("X-Worker-PID")) == pid
+            if resp.getheader("Connection") == "close":
+                break
+            assert time.monotonic() < deadline, "no Connection: close from a retiring worker"
+            time.sleep(0.2)
+        assert closed_by_server(watch, within=5)
+        watch.close()
+        conn.close()
+
+        # The replacement worker serves a new connection.
+        fresh = connect(server.url)
+        assert wait_for(lambda: int(get(fresh).getheader("X-Worker-PID")) != pid, 60)
+        fresh.close()
+
+
+@pytest.mark.server
+def test_an_idle_keep_alive_connection_is_closed_after_keepalive_seconds(tiny_model_dir,
+                                                                         tmp_path):
+    with running_server(tiny_model_dir, tmp_path, workers=1, env=SLOW_GRACE) as server:
+        conn = connect(server.url)
+        get(conn)
+        sock = conn.sock
+        time.sleep(0.3)  # well inside KEEPALIVE=1: still open, and reused
+        assert get(conn).status == 200 and conn.sock is sock
+        assert closed_by_server(sock, within=5)
+        conn.close()
+
+
+@pytest.mark.server
+def test_idle_clients_do_not_hold_a_retiring_worker_until_the_graceful_timeout(tiny_model_dir,
+                                                                               tmp_path):
+    with running_server(tiny_model_dir, tmp_path, workers=1, env=SLOW_GRACE) as server:
+        conns = [connect(server.url) for _ in range(5)]
+        pids = {int(get(conn).getheader("X-Worker-PID")) for conn in conns}
+        assert len(pids) == 1
+        pid = pids.pop()
+        stopped = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        # KEEPALIVE=1 plus the worker's 1 s loop; the graceful timeout is 60 s.
+        assert wait_for(lambda: f"Worker exiting (pid: {pid})" in server.log(), 15)
+        print(f"worker left {time.monotonic() - stopped:.1f}s after SIGTERM")
+        for conn in conns:
+            conn.close()
+
+
+@pytest.mark.server
+def test_a_connection_is_closed_after_keepalive_requests_answers(tiny_model_dir, tmp_path):
+    with running_server(tiny_model_dir, tmp_path, workers=1,
+                        env={"KEEPALIVE_REQUESTS": "3"}) as server:
+        conn = connect(server.url)
+        answers = [get(conn) for _ in range(7)]
+        assert all(resp.status == 200 for resp in answers)
+        closes = [resp.getheader("Connection") == "close" for resp in answers]
+        # http.client reconnects by itself after a close, so 7 requests make 3 connections.
+        assert closes == [False, False, True, False, False, True, False]
+        conn.close()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("value", ["-1", "ten", "1.5"])
+def test_a_bad_keepalive_requests_stops_start_up_with_the_reason(value):
+    done = subprocess.run([str(GUNICORN), "--config", "gunicorn.conf.py", "--check-config"],
+                          cwd=REPO_ROOT, env={**os.environ, "KEEPALIVE_REQUESTS": value},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "KEEPALIVE_REQUESTS must be an integer >= 0" in done.stdout + done.stderr
+
+
+def test_keepalive_requests_defaults_to_100_and_takes_zero(monkeypatch):
+    monkeypatch.delenv("KEEPALIVE_REQUESTS", raising=False)
+    assert keepalive_requests() == 100
+    monkeypatch.setenv("KEEPALIVE_REQUESTS", "0")
+    assert keepalive_requests() == 0
+    monkeypatch.setenv("KEEPALIVE_REQUESTS", " 250 ")
+    assert keepalive_requests() == 250
