@@ -182,12 +182,15 @@ def build_schemas(spec: FeatureSpec, max_batch_size: int) -> Schemas:
                        "fields inside each item of the list).",
         }
 
-        flights = fields.List(
-            fields.Nested(flight_cls), required=True,
+        # Nested(many=True), not List(Nested): one schema pass over the whole list instead of
+        # one full schema load per item; the same errors (keyed by index), ~30 % less time for
+        # a 1,000-flight batch (README: Performance).
+        flights = fields.Nested(
+            flight_cls, many=True, required=True,
             validate=validate.Length(
                 min=1, max=max_batch_size,
                 error=f"Send between 1 and {max_batch_size} flights per request."),
-            error_messages={"invalid": "Not a valid list: send a JSON list of flight objects."},
+            error_messages={"type": "Not a valid list: send a JSON list of flight objects."},
             metadata={"description": f"1 to {max_batch_size} flights"})
 
         @pre_load
