@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_app import api, docs, errors, fairness, health, metrics, model, request_log
+from flask_app import api, docs, errors, fairness, health, model, observe, request_log
 from flask_app.config import from_env
 from flask_app.json_provider import OrjsonProvider
 from flask_app.schemas import build_schemas
@@ -27,12 +27,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.json.sort_keys = False
 
+    # JSON logs before anything logs (the model load does).
+    request_log.configure_logging(app.config["LOG_LEVEL"])
     fairness.init_app(app)
-    request_log.init_app(app)
     errors.init_app(app)
     model.init_app(app)
     loaded = app.extensions[model.EXTENSION]
-    metrics.init_app(app, loaded.version if loaded is not None else None)
+    observe.init_app(app, loaded.version if loaded is not None else None)
     if loaded is not None:
         app.extensions[api.SCHEMAS] = build_schemas(loaded.spec, app.config["MAX_BATCH_SIZE"])
     app.register_blueprint(api.bp)

@@ -17,9 +17,8 @@ versions that live workers serve are reported.
 from __future__ import annotations
 
 import os
-import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -76,49 +75,48 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def record_predictions(count: int, delayed: int) -> None:
-    """Count one successful /predict of ``count`` flights, ``delayed`` of them over threshold."""
-    FLIGHTS_SCORED.inc(count)
-    BATCH_SIZE.observe(count)
-    if delayed:
-        PREDICTIONS.labels("delayed").inc(delayed)
-    if count - delayed:
-        PREDICTIONS.labels("on_time").inc(count - delayed)
+def record_request(route: str, method: str, status: int, seconds: float | None,
+                   batch_size: int | None, delayed: int | None) -> None:
+    """Count one answered request (flask_app/observe.py calls this once per request).
+
+    ``batch_size``/``delayed`` are given for a successful /predict only. Labelled children are
+    looked up once and kept: ``labels()`` validates, stringifies and locks on every call.
+    """
+    if route == "/metrics":
+        # Scrapes are not traffic: counting them would make every scrape change the data.
+        return
+    key = (route, method, status)
+    children = _CHILDREN.get(key)
+    if children is None:
+        children = _CHILDREN[key] = (REQUESTS.labels(route, method, str(status)),
+                                     LATENCY.labels(route, method))
+    children[0].inc()
+    if seconds is not None:
+        children[1].observe(seconds)
+    if batch_size is not None and delayed is not None:
+        FLIGHTS_SCORED.inc(batch_size)
+        BATCH_SIZE.observe(batch_size)
+        if delayed:
+            _OUTCOMES["delayed"].inc(delayed)
+        if batch_size - delayed:
+            _OUTCOMES["on_time"].inc(batch_size - delayed)
+
+
+# (route, method, status) -> (request counter, latency histogram); a handful of keys, bounded
+# by the app's routes, methods and statuses.
+_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+_OUTCOMES = {outcome: PREDICTIONS.labels(outcome) for outcome in ("delayed", "on_time")}
 
 
 def init_app(app: Flask, model_version: str | None) -> None:
-    """Register the request hooks and ``GET /metrics``; publish the served model version."""
+    """Publish the served model version and add ``GET /metrics`` (flask_app/observe.py counts
+    the requests)."""
     # One process serves one model: drop a previous app's version (tests build many apps in
     # one process; a Gunicorn worker builds exactly one, and the library cannot clear there).
     if not multiprocess_dir():
         MODEL_INFO.clear()
     if model_version is not None:
         MODEL_INFO.labels(model_version).set(1)
-    # Pre-create the outcome series so a scrape shows both at 0 before the first prediction.
-    PREDICTIONS.labels("delayed")
-    PREDICTIONS.labels("on_time")
-
-    @app.before_request
-    def _start_timer() -> None:
-        g.metrics_start = time.perf_counter()
-
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        rule = request.url_rule
-        route = rule.rule if rule is not None else UNMATCHED
-        if route == "/metrics":
-            # Scrapes are not traffic: counting them would make every scrape change the data.
-            return response
-        method = request.method
-        REQUESTS.labels(route, method, str(response.status_code)).inc()
-        started = g.get("metrics_start")
-        if started is not None:
-            LATENCY.labels(route, method).observe(time.perf_counter() - started)
-        # The predict view leaves these on ``g`` once it has validated and scored the flights.
-        delayed = g.get("delayed")
-        if delayed is not None and response.status_code == 200:
-            record_predictions(g.batch_size, delayed)
-        return response
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -7,23 +7,19 @@ in ``X-Request-ID``) and to spot slow or failing traffic (route, status, latency
 worker pid, model version). Bodies are never logged: they are the clients' data, and logging
 them would also cost more than the request itself. Gunicorn's access log repeats this line
 without the useful fields, so gunicorn.conf.py leaves it off unless ``ACCESS_LOG`` is set.
+The hooks that gather a request's fields are in flask_app/observe.py, shared with the metrics.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
+import secrets
 import sys
-import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from flask import Flask, Response, current_app, g, request
-
-from flask_app.model import EXTENSION
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and made of characters that cannot forge log
@@ -69,44 +65,25 @@ def configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
+def new_request_id() -> str:
+    """32 random hex digits, like a uuid4's hex without the cost of building a UUID."""
+    return secrets.token_hex(16)
+
+
 def request_id_from(header: str | None) -> str:
-    """The caller's ``X-Request-ID`` if it is safe to log and echo, else a new uuid4 hex."""
+    """The caller's ``X-Request-ID`` if it is safe to log and echo, else a new id."""
     if header and _SAFE_REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
-def init_app(app: Flask) -> None:
-    """Configure JSON logging from ``LOG_LEVEL`` and log every request as it is answered."""
-    configure_logging(app.config["LOG_LEVEL"])
-    pid = os.getpid()
+def log_request(fields: dict[str, Any]) -> None:
+    """Write the per-request line (flask_app/observe.py gathers the fields).
 
-    @app.before_request
-    def _begin() -> None:
-        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        g.log_start = time.perf_counter()
-
-    @app.after_request
-    def _log(response: Response) -> Response:
-        request_id = g.get("request_id") or uuid.uuid4().hex
-        response.headers[REQUEST_ID_HEADER] = request_id
-        if not log.isEnabledFor(logging.INFO):
-            return response
-        started = g.get("log_start")
-        model = current_app.extensions.get(EXTENSION)
-        rule = request.url_rule
-        fields = {
-            "event": "request",
-            "request_id": request_id,
-            "method": request.method,
-            "route": rule.rule if rule is not None else "unmatched",
-            "path": request.path,
-            "status": response.status_code,
-            "latency_ms": (round((time.perf_counter() - started) * 1000, 3)
-                           if started is not None else None),
-            "batch_size": g.get("batch_size"),
-            "pid": pid,
-            "model_version": model.version if model is not None else None,
-        }
-        log.info("request", extra={"fields": fields})
-        return response
+    The record is built with ``makeRecord`` and passed to ``handle``: the same handlers, level
+    and filters as ``log.info``, without ``findCaller`` walking the stack for a file name and
+    line number the JSON line does not carry (a fifth of the logging cost per request).
+    """
+    if log.isEnabledFor(logging.INFO):
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "request", (), None,
+                                  extra={"fields": fields}))
