@@ -1,11 +1,11 @@
-"""The worker class (flask_app/worker.py) lets keep-alive clients leave a retiring worker.
+"""The worker class (flask_app/worker.py): how connections come, stay and leave.
 
 gevent's stock WSGI handler keeps a keep-alive connection for as long as the client wants, so a
 worker told to stop (reload, restart) hangs on to its clients until the graceful timeout kills
 them mid-conversation. These tests hold real keep-alive connections against a real Gunicorn and
-check the two promises: responses say ``Connection: close`` once the worker retires, and an idle
-connection is closed after ``KEEPALIVE`` seconds, so the worker exits long before the graceful
-timeout.
+check the promises: responses say ``Connection: close`` once the worker retires or after
+``KEEPALIVE_REQUESTS`` answers, and an idle connection is closed after ``KEEPALIVE`` seconds, so
+the worker exits long before the graceful timeout. Also: bursts are accepted in one loop turn.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from gunicorn.workers.ggevent import PyWSGIServer
 from server import GUNICORN, REPO_ROOT, running_server
 
-from flask_app.worker import keepalive_requests
+from flask_app.worker import BurstAcceptingServer, keepalive_requests
 
 SLOW_GRACE = {"KEEPALIVE": "1", "GRACEFUL_TIMEOUT": "60"}
 
@@ -152,3 +153,19 @@ def test_keepalive_requests_defaults_to_100_and_takes_zero(monkeypatch):
     assert keepalive_requests() == 0
     monkeypatch.setenv("KEEPALIVE_REQUESTS", " 250 ")
     assert keepalive_requests() == 250
+
+
+def test_the_server_accepts_a_burst_per_loop_turn_even_with_several_workers():
+    # gevent drops max_accept to 1 when the environ says several processes serve the socket.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        server = BurstAcceptingServer(listener, application=lambda env, start: [],
+                                      environ={"wsgi.multiprocess": True}, log=None)
+        assert server.max_accept == 1024
+        stock = PyWSGIServer(listener, application=lambda env, start: [],
+                             environ={"wsgi.multiprocess": True}, log=None)
+        assert stock.max_accept == 1
+    finally:
+        listener.close()
