@@ -51,10 +51,16 @@ _HIGH_SEASON_RANGES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
 )
 
 
+# Every (month, day) the ranges cover, so a request's lookup is one set probe (the service
+# computes this for every flight that carries Fecha-I).
+_HIGH_SEASON_DAYS: frozenset[tuple[int, int]] = frozenset(
+    (month, day) for month in range(1, 13) for day in range(1, 32)
+    if any(lo <= (month, day) <= hi for lo, hi in _HIGH_SEASON_RANGES))
+
+
 def is_high_season(when: date) -> int:
     """1 if the calendar date of ``when`` is in the challenge's high season (bounds inclusive)."""
-    key = (when.month, when.day)
-    return int(any(lo <= key <= hi for lo, hi in _HIGH_SEASON_RANGES))
+    return int((when.month, when.day) in _HIGH_SEASON_DAYS)
 
 
 def period_of_day(when: datetime) -> str:
@@ -76,7 +82,7 @@ def time_features(when: datetime) -> tuple[float, float, float, float, float]:
         float(when.weekday()),
         when.hour + when.minute / 60.0,
         float(when.day),
-        float(when.timetuple().tm_yday),
+        float(when.toordinal() - date(when.year, 1, 1).toordinal() + 1),  # day of year
         float(is_high_season(when)),
     )
 
