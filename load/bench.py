@@ -132,7 +132,8 @@ def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) ->
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
         f"Python {meta['machine']['python']}; load generator (Locust {meta['locust']}, "
         f"FastHttpUser, {meta['locust_processes']} process(es)) on the same machine.",
-        f"Server: Gunicorn/gevent, {meta['workers']} workers; model {meta['model_version']}"
+        f"Server: Gunicorn, {meta['workers']} workers of class {meta['worker_class']}; "
+        f"model {meta['model_version']}"
         f"{' (TINY synthetic model: no real artifact found)' if meta['tiny_model'] else ''}; "
         f"{meta['duration_s']} s per scenario.", "",
         "| scenario | users | requests | failures | req/s | flights/s | p50 ms | p95 ms | p99 ms |"
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "machine": machine(), "locust": locust.__version__, "locust_processes": args.processes,
         "workers": server_log.count("Booting worker with pid"), "duration_s": args.duration,
+        "worker_class": next((line.split("Using worker: ", 1)[1].strip()
+                              for line in server_log.splitlines() if "Using worker: " in line),
+                             "unknown"),
         "model_version": json.loads((model_dir / "metadata.json").read_text())["model_version"]
         if not tiny else "tiny", "tiny_model": tiny,
     }
