@@ -83,7 +83,7 @@ class BurstAcceptingServer(PyWSGIServer):
     1,000 connections in two seconds; in one 30 s run each (Locust, 1,000 users):
 
     ======================  ==========================  =================
-    connections per turn    first requests over 3 s     slowest request
+    connections per turn    requests over 3 s           slowest request
     ======================  ==========================  =================
     1 (gevent's choice)     284 (0.6 %)                 11.1 s
     64                      173                         6.0 s
@@ -91,7 +91,8 @@ class BurstAcceptingServer(PyWSGIServer):
     1,024                   0                           1.7 s
     ======================  ==========================  =================
 
-    The two workers still split the requests 47/53 % in that run: both race for a burst, and
+    Every request over 3 s was the first on a new connection. The two workers still split the
+    requests 47/53 % in the 1,024 run: both race for a burst, and
     ``KEEPALIVE_REQUESTS`` moves connections between workers over time.
     """
 
