@@ -37,8 +37,8 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 
 # Default: one worker per core. The work per request is CPU-bound and gevent already overlaps
 # the waiting, so more workers than cores only add context switches. Measured on the 2-core
-# machine (Locust, 64 users, single flights, one run): 2 workers 1,094 req/s, 3 workers 1,139,
-# 4 workers 1,026, i.e. no gain past one per core (README: Performance).
+# machine (Locust, 64 users, single flights, one run, with Gunicorn's plain gevent worker):
+# 2 workers 1,094 req/s, 3 workers 1,139, 4 workers 1,026, i.e. no gain past one per core.
 workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
 # gevent's own WSGI server (Gunicorn's "gevent_pywsgi") with a handler that closes keep-alive
 # connections once the worker retires, so a SIGHUP reload fails no request
