@@ -5,7 +5,12 @@ workers as configured) in one run with the same Locust settings, so the numbers 
 trivial ``/health`` route is the framework's ceiling on this machine, and ``/predict`` is judged
 against it. Load generator and server share the machine's cores, as they would in CI.
 
-    python -m load.bench [--duration 20] [--users 64] [--processes 1] [--model-dir DIR]
+    python -m load.bench [--duration 20] [--warmup 5] [--users 64] [--processes 1]
+                         [--model-dir DIR]
+
+Each scenario first runs ``--warmup`` seconds of the same load, not measured: connections are
+opened and each worker's single-flight cache fills then, as they would long before a steady
+state in production. Failures during the warm-up still count.
 
 Writes ``reports/bench.md``, ``reports/bench.json`` and, per scenario, Locust's CSV stats and
 HTML report under ``reports/bench/``.
@@ -75,9 +80,9 @@ def scenarios(users: int) -> list[Scenario]:
 
 
 def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
-               out_dir: Path) -> Result:
+               out_dir: Path, label: str = "") -> Result:
     """One headless Locust run; its CSV's Aggregated row is the result."""
-    prefix = out_dir / scenario.name
+    prefix = out_dir / f"{scenario.name}{label}"
     cmd = [str(LOCUST), "-f", "locustfile.py", "--headless", "--only-summary",
            "--host", url, "-u", str(scenario.users), "-r", str(scenario.users),
            "-t", f"{duration}s", "--stop-timeout", "5", "--tags", scenario.tags,
@@ -89,7 +94,7 @@ def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
         cmd += ["--processes", str(processes)]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=duration + 120)
-    (out_dir / f"{scenario.name}.log").write_text(done.stdout + done.stderr)
+    (out_dir / f"{scenario.name}{label}.log").write_text(done.stdout + done.stderr)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
     rps = float(row["Requests/s"])
@@ -135,7 +140,8 @@ def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) ->
         f"Server: Gunicorn, {meta['workers']} workers of class {meta['worker_class']}; "
         f"model {meta['model_version']}"
         f"{' (TINY synthetic model: no real artifact found)' if meta['tiny_model'] else ''}; "
-        f"{meta['duration_s']} s per scenario.", "",
+        f"{meta['duration_s']} s per scenario, each after a {meta['warmup_s']} s warm-up at the "
+        "same load whose numbers are discarded (its failures are counted).", "",
         "| scenario | users | requests | failures | req/s | flights/s | p50 ms | p95 ms | p99 ms |"
         " % of /health req/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -152,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the fixed benchmark scenarios.")
     parser.add_argument("--duration", type=int,
                         default=int(os.environ.get("BENCH_DURATION", 20)), help="s per scenario")
+    parser.add_argument("--warmup", type=int,
+                        default=int(os.environ.get("BENCH_WARMUP", 5)),
+                        help="s of the same load run first and not measured (0: none)")
     parser.add_argument("--users", type=int, default=int(os.environ.get("BENCH_USERS", 64)))
     parser.add_argument("--processes", type=int,
                         default=int(os.environ.get("BENCH_PROCESSES", 1)),
@@ -176,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             wait_ready(url, server, log_path, timeout=120)
             for scenario in scenarios(args.users):
+                warm = (run_locust(url, scenario, args.warmup, args.processes, out_dir,
+                                   "_warmup") if args.warmup else None)
                 result = run_locust(url, scenario, args.duration, args.processes, out_dir)
+                if warm is not None and warm.failures:
+                    # Warm-up numbers are discarded, its failures are not.
+                    result.failures += warm.failures
                 print(f"{scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.0f} ms, "
                       f"{result.failures} failures", flush=True)
                 results.append(result)
@@ -193,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "machine": machine(), "locust": locust.__version__, "locust_processes": args.processes,
         "workers": server_log.count("Booting worker with pid"), "duration_s": args.duration,
+        "warmup_s": args.warmup,
         "worker_class": next((line.split("Using worker: ", 1)[1].strip()
                               for line in server_log.splitlines() if "Using worker: " in line),
                              "unknown"),
