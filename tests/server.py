@@ -57,6 +57,16 @@ def wait_ready(url: str, process: subprocess.Popen, log_path: Path, timeout: flo
                        f"{log_path.read_text(errors='replace')[-4000:]}")
 
 
+def wait_until(predicate, timeout: float = 90.0, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
 @contextlib.contextmanager
 def running_server(model_dir: Path | str, log_dir: Path, workers: int = 2,
                    env: Mapping[str, str] | None = None,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from gunicorn.workers.ggevent import PyWSGIServer
-from server import GUNICORN, REPO_ROOT, running_server
+from server import GUNICORN, REPO_ROOT, running_server, wait_until
 
 from flask_app.worker import BurstAcceptingServer, keepalive_requests
 
@@ -46,15 +46,6 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
         return sock.recv(1) == b""
     except TimeoutError:
         return False
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.server
@@ -89,7 +80,7 @@ def test_a_retiring_worker_answers_then_closes_the_keep_alive_connection(tiny_mo
 
         # The replacement worker serves a new connection.
         fresh = connect(server.url)
-        assert wait_for(lambda: int(get(fresh).getheader("X-Worker-PID")) != pid, 60)
+        assert wait_until(lambda: int(get(fresh).getheader("X-Worker-PID")) != pid, 60)
         fresh.close()
 
 
@@ -117,7 +108,7 @@ def test_idle_clients_do_not_hold_a_retiring_worker_until_the_graceful_timeout(t
         stopped = time.monotonic()
         os.kill(pid, signal.SIGTERM)
         # KEEPALIVE=1 plus the worker's 1 s loop; the graceful timeout is 60 s.
-        assert wait_for(lambda: f"Worker exiting (pid: {pid})" in server.log(), 15)
+        assert wait_until(lambda: f"Worker exiting (pid: {pid})" in server.log(), 15)
         print(f"worker left {time.monotonic() - stopped:.1f}s after SIGTERM")
         for conn in conns:
             conn.close()

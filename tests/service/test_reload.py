@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import build_tiny_artifact
-from tests.server import running_server
+from tests.server import running_server, wait_until
 from tests.service.test_metrics import total, wait_for_model_info
 
 FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
@@ -75,15 +75,6 @@ class Traffic:
 
 def model_version(url: str) -> str:
     return requests.get(f"{url}/model", timeout=60).json()["model_version"]
-
-
-def wait_until(predicate, timeout: float = 90.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture
