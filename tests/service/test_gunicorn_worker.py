@@ -160,3 +160,33 @@ def test_the_server_accepts_a_burst_per_loop_turn_even_with_several_workers():
         assert stock.max_accept == 1
     finally:
         listener.close()
+
+
+def raw_exchange(url: str, request: bytes) -> bytes:
+    """Send bytes as they are (no client library would send these) and read until close."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.server
+def test_oversized_request_lines_and_headers_are_refused_and_the_worker_lives_on(
+        tiny_model_dir, tmp_path):
+    # Gunicorn's limit_request_* settings do not apply to gevent's server; its own limits do
+    # (8 KiB request line; the stdlib's 100 headers of at most 64 KiB each).
+    many = b"".join(b"X-Extra-%d: y\r\n" % i for i in range(150))
+    huge = b"X-Huge: " + b"a" * 70_000 + b"\r\n"
+    with running_server(tiny_model_dir, tmp_path, workers=1) as server:
+        pid = int(get(connect(server.url)).getheader("X-Worker-PID"))
+        line = raw_exchange(server.url, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert line.startswith(b"HTTP/1.1 414 ")
+        for headers in (many, huge):
+            answer = raw_exchange(server.url, b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers
+                                  + b"Connection: close\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 400 ")
+        after = get(connect(server.url))
+        assert after.status == 200 and int(after.getheader("X-Worker-PID")) == pid
