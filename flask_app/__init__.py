@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_app import api, docs, errors, fairness, health, model, observe, request_log
+from flask_app import api, docs, errors, fairness, health, metrics, model, observe, request_log
 from flask_app.config import from_env
 from flask_app.json_provider import OrjsonProvider
 from flask_app.schemas import build_schemas
@@ -33,7 +33,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     model.init_app(app)
     loaded = app.extensions[model.EXTENSION]
-    observe.init_app(app, loaded.version if loaded is not None else None)
+    version = loaded.version if loaded is not None else None
+    metrics.init_app(app, version)
+    observe.init_app(app, version)
     if loaded is not None:
         app.extensions[api.SCHEMAS] = build_schemas(loaded.spec, app.config["MAX_BATCH_SIZE"])
     app.register_blueprint(api.bp)

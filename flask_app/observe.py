@@ -25,7 +25,6 @@ UNMATCHED = metrics.UNMATCHED
 
 def init_app(app: Flask, model_version: str | None) -> None:
     """Register the hooks; ``model_version`` is what this app serves for its whole life."""
-    metrics.init_app(app, model_version)
 
     @app.before_request
     def _begin() -> None:
@@ -55,6 +54,8 @@ def init_app(app: Flask, model_version: str | None) -> None:
         delayed = getattr(scope, "delayed", None)
         metrics.record_request(route, req.method, status, seconds,
                                batch_size if status == 200 else None, delayed)
+        if not request_log.logs_requests():
+            return response
         request_log.log_request({
             "event": "request",
             "request_id": request_id,

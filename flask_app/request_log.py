@@ -77,6 +77,11 @@ def request_id_from(header: str | None) -> str:
     return new_request_id()
 
 
+def logs_requests() -> bool:
+    """Whether the per-request line is written at the current level (``LOG_LEVEL``)."""
+    return log.isEnabledFor(logging.INFO)
+
+
 def log_request(fields: dict[str, Any]) -> None:
     """Write the per-request line (flask_app/observe.py gathers the fields).
 
