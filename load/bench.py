@@ -94,7 +94,7 @@ def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
         cmd += ["--processes", str(processes)]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=duration + 120)
-    (out_dir / f"{scenario.name}{label}.log").write_text(done.stdout + done.stderr)
+    Path(f"{prefix}.log").write_text(done.stdout + done.stderr)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
     rps = float(row["Requests/s"])
