@@ -100,8 +100,13 @@ def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
     rps = float(row["Requests/s"])
     return Result(scenario.name, scenario.title, scenario.users, scenario.batch_size,
                   int(row["Request Count"]), int(row["Failure Count"]), round(rps, 1),
-                  float(row["50%"]), float(row["95%"]), float(row["99%"]),
+                  _ms(row["50%"]), _ms(row["95%"]), _ms(row["99%"]),
                   round(rps * scenario.batch_size, 0))
+
+
+def _ms(value: str) -> float:
+    """A Locust percentile; "N/A" (a run too short to finish one request) becomes NaN."""
+    return float("nan") if value == "N/A" else float(value)
 
 
 def machine() -> dict[str, Any]:
