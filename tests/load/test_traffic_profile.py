@@ -91,3 +91,21 @@ def test_unknown_vocabulary_falls_back_to_the_models_own_values():
     traffic = locustfile.Traffic(profile, spec)
     flight = traffic.flight()
     assert flight["OPERA"] == "A" and flight["MES"] == 1
+
+
+@pytest.mark.parametrize("size", [1, 7])
+def test_prediction_count_reads_the_services_real_answers(client, tiny_model_dir: Path,
+                                                          size: int) -> None:
+    """Locust counts predictions without parsing; the count must agree with a real parse of
+    what the service sends, with and without explanations."""
+    random.seed(size)
+    traffic, _ = _traffic(tiny_model_dir)
+    flights = [traffic.flight() for _ in range(size)]
+    payload = flights[0] if size == 1 else {"flights": flights}
+    for path in ("/predict", "/predict?explain=true"):
+        resp = client.post(path, json=payload)
+        assert resp.status_code == 200
+        assert locustfile.prediction_count(resp.data) == len(resp.get_json()["predictions"])
+        assert locustfile.prediction_count(resp.data) == size
+    error = client.post("/predict", json={"flights": []})
+    assert error.status_code == 400 and locustfile.prediction_count(error.data) == 0
