@@ -5,28 +5,37 @@ workers as configured) in one run with the same Locust settings, so the numbers 
 trivial ``/health`` route is the framework's ceiling on this machine, and ``/predict`` is judged
 against it. Load generator and server share the machine's cores, as they would in CI.
 
-    python -m load.bench [--duration 20] [--warmup 5] [--users 64] [--processes 1]
-                         [--model-dir DIR]
+    python -m load.bench [--duration 10] [--rounds 3] [--warmup 5] [--users 64]
+                         [--processes 1] [--model-dir DIR]
 
-Each scenario first runs ``--warmup`` seconds of the same load, not measured: connections are
-opened and each worker's single-flight cache fills then, as they would long before a steady
-state in production. Failures during the warm-up still count.
+The scenarios run in ``--rounds`` interleaved rounds (health, single, ..., batch; then again),
+each scenario ``--duration`` seconds per round. On a shared machine the speed drifts by 15-25 %
+over minutes; run back to back, a scenario measured in a fast minute and the ceiling in a slow
+one would give a ratio that says more about the minute than about the service. Interleaved,
+every scenario sees the same mix of minutes; each round's ratio to that round's ``/health`` is
+reported too, so the spread is visible. Latency percentiles are computed from the rounds'
+pooled response-time histograms (Locust's ``--json-file``, with Locust's rounding).
 
-Writes ``reports/bench.md``, ``reports/bench.json`` and, per scenario, Locust's CSV stats and
-HTML report under ``reports/bench/``.
+Before its first round each scenario runs ``--warmup`` seconds of the same load, not measured:
+each worker's single-flight cache fills then, as it would long before a steady state in
+production. Failures during the warm-up still count.
+
+Writes ``reports/bench.md``, ``reports/bench.json`` and, per scenario and round, Locust's CSV
+stats, JSON stats and HTML report under ``reports/bench/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 import os
 import platform
 import signal
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +60,20 @@ class Scenario:
 
 
 @dataclass
+class Sample:
+    """One Locust run: counts, measured seconds and the response-time histogram (ms -> n)."""
+
+    requests: int
+    failures: int
+    seconds: float
+    histogram: Counter[int]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
 class Result:
     scenario: str
     title: str
@@ -63,6 +86,7 @@ class Result:
     p95_ms: float
     p99_ms: float
     flights_per_s: float
+    rps_by_round: list[float]
 
 
 def scenarios(users: int) -> list[Scenario]:
@@ -80,13 +104,14 @@ def scenarios(users: int) -> list[Scenario]:
 
 
 def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
-               out_dir: Path, label: str = "") -> Result:
-    """One headless Locust run; its CSV's Aggregated row is the result."""
+               out_dir: Path, label: str = "") -> Sample:
+    """One headless Locust run, read back from its ``--json-file`` stats."""
     prefix = out_dir / f"{scenario.name}{label}"
     cmd = [str(LOCUST), "-f", "locustfile.py", "--headless", "--only-summary",
            "--host", url, "-u", str(scenario.users), "-r", str(scenario.users),
            "-t", f"{duration}s", "--stop-timeout", "5", "--tags", scenario.tags,
-           "--csv", str(prefix), "--html", f"{prefix}.html", "--loglevel", "WARNING"]
+           "--csv", str(prefix), "--html", f"{prefix}.html", "--json-file", str(prefix),
+           "--loglevel", "WARNING"]
     if scenario.tags == "batch":
         cmd += ["--batch-size", str(scenario.batch_size)]
     cmd += list(scenario.extra)
@@ -95,18 +120,58 @@ def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=duration + 120)
     Path(f"{prefix}.log").write_text(done.stdout + done.stderr)
-    with open(f"{prefix}_stats.csv", newline="") as handle:
-        row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
-    rps = float(row["Requests/s"])
-    return Result(scenario.name, scenario.title, scenario.users, scenario.batch_size,
-                  int(row["Request Count"]), int(row["Failure Count"]), round(rps, 1),
-                  _ms(row["50%"]), _ms(row["95%"]), _ms(row["99%"]),
-                  round(rps * scenario.batch_size, 0))
+    return sample_from_stats(json.loads(Path(f"{prefix}.json").read_text()))
 
 
-def _ms(value: str) -> float:
-    """A Locust percentile; "N/A" (a run too short to finish one request) becomes NaN."""
-    return float("nan") if value == "N/A" else float(value)
+def sample_from_stats(entries: list[dict[str, Any]]) -> Sample:
+    """Pool Locust's per-endpoint JSON stats into one sample.
+
+    The measured time runs from the first endpoint's start to the last request, as Locust's
+    own "Aggregated" req/s does.
+    """
+    histogram: Counter[int] = Counter()
+    for entry in entries:
+        histogram.update({int(ms): n for ms, n in entry["response_times"].items()})
+    starts = [e["start_time"] for e in entries if e["num_requests"]]
+    ends = [e["last_request_timestamp"] for e in entries if e["num_requests"]]
+    seconds = max(ends) - min(starts) if starts else 0.0
+    return Sample(sum(e["num_requests"] for e in entries),
+                  sum(e["num_failures"] for e in entries), seconds, histogram)
+
+
+def percentile(histogram: Counter[int], fraction: float) -> float:
+    """The smallest recorded time at or below which ``fraction`` of the requests finished;
+    NaN for an empty histogram (a run too short to finish one request)."""
+    total = sum(histogram.values())
+    if not total:
+        return float("nan")
+    wanted = math.ceil(fraction * total)
+    seen = 0
+    for ms in sorted(histogram):
+        seen += histogram[ms]
+        if seen >= wanted:
+            return float(ms)
+    return float(max(histogram))
+
+
+def pool(scenario: Scenario, samples: list[Sample], warmup_failures: int = 0) -> Result:
+    """One scenario's result over its rounds: counts and times summed, histograms pooled."""
+    histogram: Counter[int] = Counter()
+    for sample in samples:
+        histogram.update(sample.histogram)
+    requests = sum(s.requests for s in samples)
+    seconds = sum(s.seconds for s in samples)
+    rps = requests / seconds if seconds > 0 else 0.0
+    return Result(scenario.name, scenario.title, scenario.users, scenario.batch_size, requests,
+                  sum(s.failures for s in samples) + warmup_failures, round(rps, 1),
+                  percentile(histogram, 0.50), percentile(histogram, 0.95),
+                  percentile(histogram, 0.99), round(rps * scenario.batch_size, 0),
+                  [round(s.rps, 1) for s in samples])
+
+
+def round_ratios(result: Result, health: Result) -> list[float]:
+    """``result``'s req/s as a share of ``/health``'s in the same round."""
+    return [r / h for r, h in zip(result.rps_by_round, health.rps_by_round, strict=True) if h]
 
 
 def machine() -> dict[str, Any]:
@@ -134,9 +199,12 @@ def model_dir_or_tiny(requested: str | None, scratch: Path) -> tuple[Path, bool]
 
 
 def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) -> None:
-    (reports / "bench.json").write_text(json.dumps(
-        {**meta, "results": [asdict(r) for r in results]}, indent=2) + "\n")
     health = next((r for r in results if r.scenario == "health"), None)
+    ratios = {r.scenario: round_ratios(r, health) for r in results} if health else {}
+    (reports / "bench.json").write_text(json.dumps(
+        {**meta, "results": [{**asdict(r), "share_of_health_by_round":
+                              [round(x, 4) for x in ratios.get(r.scenario, [])]}
+                             for r in results]}, indent=2) + "\n")
     lines = [
         "# Benchmark (`make bench`)", "",
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
@@ -144,25 +212,51 @@ def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) ->
         f"FastHttpUser, {meta['locust_processes']} process(es)) on the same machine.",
         f"Server: Gunicorn, {meta['workers']} workers of class {meta['worker_class']}; "
         f"model {meta['model_version']}"
-        f"{' (TINY synthetic model: no real artifact found)' if meta['tiny_model'] else ''}; "
-        f"{meta['duration_s']} s per scenario, each after a {meta['warmup_s']} s warm-up at the "
-        "same load whose numbers are discarded (its failures are counted).", "",
+        f"{' (TINY synthetic model: no real artifact found)' if meta['tiny_model'] else ''}.",
+        f"{meta['rounds']} interleaved round(s) of {meta['duration_s']} s per scenario; before "
+        f"its first round each scenario ran a {meta['warmup_s']} s warm-up at the same load "
+        "whose numbers are discarded (its failures are counted). Percentiles come from the "
+        "rounds' pooled histograms.", "",
         "| scenario | users | requests | failures | req/s | flights/s | p50 ms | p95 ms | p99 ms |"
-        " % of /health req/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " % of /health req/s | % by round |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         share = f"{100 * r.rps / health.rps:.0f} %" if health and health.rps else "-"
+        by_round = " / ".join(f"{100 * x:.0f}" for x in ratios.get(r.scenario, [])) or "-"
         lines.append(f"| {r.title} | {r.users} | {r.requests} | {r.failures} | {r.rps:.0f} | "
                      f"{r.flights_per_s:.0f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | "
-                     f"{r.p99_ms:.0f} | {share} |")
+                     f"{r.p99_ms:.0f} | {share} | {by_round} |")
     (reports / "bench.md").write_text("\n".join(lines) + "\n")
+
+
+def measure(url: str, plan: list[Scenario], args: argparse.Namespace,
+            out_dir: Path) -> list[Result]:
+    """Warm each scenario up once, then run all of them ``args.rounds`` times in turn."""
+    samples: dict[str, list[Sample]] = {s.name: [] for s in plan}
+    warmup_failures = dict.fromkeys(samples, 0)
+    for round_no in range(1, args.rounds + 1):
+        for scenario in plan:
+            if round_no == 1 and args.warmup:
+                warm = run_locust(url, scenario, args.warmup, args.processes, out_dir,
+                                  "_warmup")
+                warmup_failures[scenario.name] = warm.failures  # discarded, except failures
+            sample = run_locust(url, scenario, args.duration, args.processes, out_dir,
+                                f"_r{round_no}")
+            samples[scenario.name].append(sample)
+            print(f"round {round_no} {scenario.name}: {sample.rps:.0f} req/s, "
+                  f"p99 {percentile(sample.histogram, 0.99):.0f} ms, {sample.failures} failures",
+                  flush=True)
+    return [pool(s, samples[s.name], warmup_failures[s.name]) for s in plan]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the fixed benchmark scenarios.")
     parser.add_argument("--duration", type=int,
-                        default=int(os.environ.get("BENCH_DURATION", 20)), help="s per scenario")
+                        default=int(os.environ.get("BENCH_DURATION", 10)),
+                        help="s per scenario and round")
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)),
+                        help="interleaved rounds of all scenarios")
     parser.add_argument("--warmup", type=int,
                         default=int(os.environ.get("BENCH_WARMUP", 5)),
                         help="s of the same load run first and not measured (0: none)")
@@ -189,16 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         try:
             wait_ready(url, server, log_path, timeout=120)
-            for scenario in scenarios(args.users):
-                warm = (run_locust(url, scenario, args.warmup, args.processes, out_dir,
-                                   "_warmup") if args.warmup else None)
-                result = run_locust(url, scenario, args.duration, args.processes, out_dir)
-                if warm is not None and warm.failures:
-                    # Warm-up numbers are discarded, its failures are not.
-                    result.failures += warm.failures
-                print(f"{scenario.name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.0f} ms, "
-                      f"{result.failures} failures", flush=True)
-                results.append(result)
+            results = measure(url, scenarios(args.users), args, out_dir)
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -212,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "machine": machine(), "locust": locust.__version__, "locust_processes": args.processes,
         "workers": server_log.count("Booting worker with pid"), "duration_s": args.duration,
-        "warmup_s": args.warmup,
+        "rounds": args.rounds, "warmup_s": args.warmup,
         "worker_class": next((line.split("Using worker: ", 1)[1].strip()
                               for line in server_log.splitlines() if "Using worker: " in line),
                              "unknown"),

@@ -1,0 +1,75 @@
+"""``make bench``'s arithmetic, and one very short real run of it (tiny model, two rounds).
+
+The speed numbers themselves are not asserted anywhere: they belong to the machine the bench
+runs on. What is tested is that the report says what the runs measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from load import bench
+
+SCENARIO = bench.Scenario("single", "POST /predict, 1 flight", "single", users=4)
+
+
+def test_percentile_reads_the_pooled_histogram() -> None:
+    histogram = Counter({10: 50, 20: 45, 30: 4, 200: 1})  # 100 requests
+    assert bench.percentile(histogram, 0.50) == 10
+    assert bench.percentile(histogram, 0.51) == 20
+    assert bench.percentile(histogram, 0.95) == 20
+    assert bench.percentile(histogram, 0.99) == 30
+    assert bench.percentile(histogram, 1.0) == 200
+    assert math.isnan(bench.percentile(Counter(), 0.99))
+
+
+def test_stats_of_several_endpoints_pool_into_one_sample() -> None:
+    entries = [
+        {"num_requests": 30, "num_failures": 1, "start_time": 100.0,
+         "last_request_timestamp": 109.0, "response_times": {"5": 20, "7": 10}},
+        {"num_requests": 10, "num_failures": 0, "start_time": 101.0,
+         "last_request_timestamp": 110.0, "response_times": {"7": 4, "120": 6}},
+        {"num_requests": 0, "num_failures": 0, "start_time": 90.0,
+         "last_request_timestamp": None, "response_times": {}},
+    ]
+    sample = bench.sample_from_stats(entries)
+    assert (sample.requests, sample.failures, sample.seconds) == (40, 1, 10.0)
+    assert sample.histogram == Counter({5: 20, 7: 14, 120: 6})
+    assert sample.rps == 4.0
+
+
+def test_rounds_pool_into_one_result_with_per_round_ratios() -> None:
+    fast = bench.Sample(300, 0, 10.0, Counter({10: 300}))
+    slow = bench.Sample(100, 2, 10.0, Counter({40: 99, 90: 1}))
+    result = bench.pool(SCENARIO, [fast, slow], warmup_failures=1)
+    assert (result.requests, result.failures, result.rps) == (400, 3, 20.0)
+    assert result.rps_by_round == [30.0, 10.0]
+    assert (result.p50_ms, result.p99_ms) == (10.0, 40.0)
+    health = bench.pool(bench.Scenario("health", "GET /health", "health", 4),
+                        [bench.Sample(400, 0, 10.0, Counter({5: 400})),
+                         bench.Sample(200, 0, 10.0, Counter({5: 200}))])
+    assert bench.round_ratios(result, health) == [0.75, 0.5]
+
+
+@pytest.mark.server
+def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path,
+                                                            tmp_path: Path) -> None:
+    code = bench.main(["--duration", "1", "--rounds", "2", "--warmup", "0", "--users", "2",
+                       "--model-dir", str(tiny_model_dir), "--reports", str(tmp_path)])
+    assert code == 0  # no failures anywhere
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["scenario"] for r in report["results"]] == [
+        "health", "single", "single_unique", "batch100", "batch1000"]
+    assert report["rounds"] == 2 and report["workers"] >= 1
+    for result in report["results"]:
+        assert len(result["rps_by_round"]) == 2
+        assert result["requests"] > 0 and result["failures"] == 0
+        assert len(result["share_of_health_by_round"]) == 2
+    assert (tmp_path / "bench" / "single_r2.json").exists()
+    table = (tmp_path / "bench.md").read_text()
+    assert "% by round" in table and "POST /predict, batch of 1,000" in table
