@@ -17,6 +17,7 @@ covers the first three). Extra options (also in the web UI):
   --schedule-size N draw single flights from N departures fixed at test start (default 2,000:
                     clients ask about the flights on the board, the same ones many times);
                     0 draws every flight afresh, so nearly every single flight is new
+  --schedule-seed N which board: the same seed gives the same departures in every run
 
     locust -f locustfile.py --host http://127.0.0.1:8000            # web UI on :8089
     locust -f locustfile.py --headless -u 64 -r 64 -t 30s --tags single
@@ -42,6 +43,8 @@ INPUT_MIX: tuple[tuple[tuple[str, ...], int], ...] = (
     (("Fecha-I", "SIGLADES"), 70), (("Fecha-I",), 10), (("SIGLADES",), 10), ((), 10))
 # Batch sizes of the default mix and how often each is sent.
 BATCH_SIZES: tuple[tuple[int, int], ...] = ((10, 50), (100, 35), (1000, 15))
+# The departure board single flights are drawn from (--schedule-seed; see Traffic.plan).
+SCHEDULE_SEED = 2017
 DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # 2017, the data's year
 YEAR = 2017
 
@@ -60,8 +63,8 @@ class Sampler:
             raise ValueError("nothing to draw from")
         return cls([v for v, _ in pairs], list(accumulate(w for _, w in pairs)))
 
-    def draw(self) -> Any:
-        return random.choices(self.values, cum_weights=self.cum_weights)[0]
+    def draw(self, rng: random.Random | None = None) -> Any:
+        return (rng or random).choices(self.values, cum_weights=self.cum_weights)[0]
 
 
 class Traffic:
@@ -90,14 +93,18 @@ class Traffic:
         self.schedule: list[bytes] = []
         self._batches: dict[int, list[bytes]] = {}
 
-    def plan(self, size: int) -> None:
+    def plan(self, size: int, seed: int = SCHEDULE_SEED) -> None:
         """Fix the departures single-flight requests ask about (0: none, every draw is new).
 
-        Bodies are serialized once here, so that sending one costs the load generator a random
-        pick rather than a draw plus a JSON encoding: on a machine shared with the server, every
-        microsecond Locust spends is one the server does not get.
+        The board is drawn from its own generator seeded with ``seed``, so every Locust run (a
+        warm-up and the runs measured after it, each worker process of a distributed run) asks
+        about the same departures, as clients of a real board would, and a warm-up warms what
+        is then measured. Bodies are serialized once here, so that sending one costs the load
+        generator a random pick rather than a draw plus a JSON encoding: on a machine shared
+        with the server, every microsecond Locust spends is one the server does not get.
         """
-        self.schedule = [_body(self.flight()) for _ in range(size)]
+        rng = random.Random(seed)
+        self.schedule = [_body(self.flight(rng)) for _ in range(size)]
 
     def departure(self) -> bytes:
         """A single-flight request: one of the scheduled departures, if there is a schedule."""
@@ -117,15 +124,16 @@ class Traffic:
             self._batches[size] = pool
         return random.choice(pool)
 
-    def flight(self) -> dict[str, Any]:
-        airline, kind, destination = self.routes.draw()
-        month = self.months.draw()
+    def flight(self, rng: random.Random | None = None) -> dict[str, Any]:
+        """One flight; draws from ``rng`` if given, else from the module's generator."""
+        airline, kind, destination = self.routes.draw(rng)
+        month = self.months.draw(rng)
         flight: dict[str, Any] = {"OPERA": airline, "TIPOVUELO": kind, "MES": month}
-        optional = self.inputs.draw()
+        optional = self.inputs.draw(rng)
         if "Fecha-I" in optional:
-            day = random.randint(1, DAYS_IN_MONTH[month - 1])
+            day = (rng or random).randint(1, DAYS_IN_MONTH[month - 1])
             flight["Fecha-I"] = (f"{YEAR}-{month:02d}-{day:02d} "
-                                 f"{self.hours.draw():02d}:{self.minutes.draw():02d}:00")
+                                 f"{self.hours.draw(rng):02d}:{self.minutes.draw(rng):02d}:00")
         if "SIGLADES" in optional:
             flight["SIGLADES"] = destination
         return flight
@@ -189,6 +197,8 @@ def _options(parser) -> None:
                         help="think time drawn from [0, max-wait] s between requests")
     parser.add_argument("--schedule-size", type=int, default=2000,
                         help="single flights come from this many fixed departures (0: all new)")
+    parser.add_argument("--schedule-seed", type=int, default=SCHEDULE_SEED,
+                        help="seed of the departure board (the same in every run by default)")
     parser.add_argument("--min-requests", type=int, default=0,
                         help="exit non-zero unless at least this many requests were made")
 
@@ -207,7 +217,10 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
         feature_spec = json.load(resp)["feature_spec"]
     TRAFFIC = Traffic(profile, feature_spec)
     options = environment.parsed_options
-    TRAFFIC.plan(options.schedule_size if options else 2000)
+    if options:
+        TRAFFIC.plan(options.schedule_size, options.schedule_seed)
+    else:
+        TRAFFIC.plan(2000)
 
 
 @events.quitting.add_listener

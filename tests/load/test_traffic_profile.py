@@ -109,3 +109,21 @@ def test_prediction_count_reads_the_services_real_answers(client, tiny_model_dir
         assert locustfile.prediction_count(resp.data) == size
     error = client.post("/predict", json={"flights": []})
     assert error.status_code == 400 and locustfile.prediction_count(error.data) == 0
+
+
+def test_the_departure_board_is_the_same_in_every_run(tiny_model_dir: Path) -> None:
+    """A warm-up and the measured runs after it are separate Locust processes: they must ask
+    about the same departures, whatever else each process has drawn before."""
+    first, schemas = _traffic(tiny_model_dir)
+    second, _ = _traffic(tiny_model_dir)
+    random.seed(1)
+    first.plan(300)
+    random.seed(2)
+    second.plan(300)
+    assert first.schedule == second.schedule
+    other, _ = _traffic(tiny_model_dir)
+    other.plan(300, seed=locustfile.SCHEDULE_SEED + 1)
+    assert other.schedule != first.schedule
+    departures = [json.loads(body) for body in first.schedule]
+    assert len({json.dumps(d, sort_keys=True) for d in departures}) > 100  # a board, not a loop
+    schemas.batch.load({"flights": departures})  # every departure is a valid request
