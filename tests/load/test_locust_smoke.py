@@ -8,12 +8,16 @@ exit code and CSV say zero failures. Speed is shown by ``make bench``/``make str
 from __future__ import annotations
 
 import csv
+import gc
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from locust.env import Environment
 
+import locustfile
 from tests.server import REPO_ROOT, running_server
 
 LOCUST = Path(sys.executable).with_name("locust")
@@ -54,3 +58,21 @@ def test_min_requests_makes_a_short_run_fail(tiny_model_dir: Path, tmp_path: Pat
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "fewer than --min-requests" in done.stdout + done.stderr
+
+
+def test_test_start_plans_the_board_from_the_served_model_and_freezes_gc(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The start hook, in-process: vocabularies come from the live ``/model``, the board has
+    the default size, and Locust's start-up objects leave the collector's view."""
+    gc.unfreeze()
+    try:
+        with running_server(tiny_model_dir, tmp_path, workers=1) as server:
+            locustfile._load_traffic(Environment(host=server.url))
+        traffic = locustfile.TRAFFIC
+        assert traffic is not None and len(traffic.schedule) == 2000
+        served = set(json.loads(b)["OPERA"] for b in traffic.schedule)
+        assert served <= set(traffic.airlines)
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+        locustfile.TRAFFIC = None
