@@ -165,7 +165,7 @@ BATCH_POOL = 16
 
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-# Each prediction object carries this key exactly once (the service's PredictResponse schema).
+# Each prediction object carries this key exactly once (flask_app/schemas.py PredictionSchema).
 PREDICTION_KEY = b'"delay_probability"'
 
 
