@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.duration < 1:
+        parser.error("--rounds and --duration must be at least 1")
 
     out_dir = args.reports / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)

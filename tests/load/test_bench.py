@@ -73,3 +73,11 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
     assert (tmp_path / "bench" / "single_r2.json").exists()
     table = (tmp_path / "bench.md").read_text()
     assert "% by round" in table and "POST /predict, batch of 1,000" in table
+
+
+@pytest.mark.parametrize("flag", ["--rounds", "--duration"])
+def test_a_bench_with_nothing_to_measure_is_refused(flag: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        bench.main([flag, "0", "--reports", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert not (tmp_path / "bench.json").exists()
