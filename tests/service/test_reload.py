@@ -136,3 +136,29 @@ def test_a_corrupt_model_is_refused_and_the_old_one_keeps_serving(model_dir, tmp
         new = build_tiny_artifact(model_dir, seed=2)["model_version"]
         server.process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: model_version(server.url) == new)
+
+
+@pytest.mark.server
+def test_reloads_keep_at_most_two_snapshots_and_exit_removes_them(model_dir, tmp_path):
+    """Each SIGHUP copies the model to a new snapshot; older ones must not pile up on disk,
+    and a stopped server leaves none of its temporary directories behind."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+
+    def ours(prefix: str) -> list[Path]:
+        return sorted(scratch.glob(f"{prefix}*"))
+
+    with running_server(model_dir, tmp_path, workers=1, env={"TMPDIR": str(scratch)}) as server:
+        assert len(ours("scl-delay-model-")) == 1
+        assert len(ours("scl-delay-metrics-")) == 1
+        for reloads in range(1, 4):
+            server.process.send_signal(signal.SIGHUP)
+            assert wait_until(
+                lambda n=reloads: server.log().count("model reload: new workers serve") == n)
+            snapshots = ours("scl-delay-model-")
+            # The snapshot now served and the one before it (a worker may still be reading it).
+            assert len(snapshots) == min(reloads + 1, 2)
+            served = server.log().rsplit("from snapshot ", 1)[1].split()[0]
+            assert Path(served) in snapshots
+        assert model_version(server.url)  # still serving after three reloads
+    assert ours("scl-delay-") == []
