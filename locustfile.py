@@ -44,7 +44,8 @@ INPUT_MIX: tuple[tuple[tuple[str, ...], int], ...] = (
     (("Fecha-I", "SIGLADES"), 70), (("Fecha-I",), 10), (("SIGLADES",), 10), ((), 10))
 # Batch sizes of the default mix and how often each is sent.
 BATCH_SIZES: tuple[tuple[int, int], ...] = ((10, 50), (100, 35), (1000, 15))
-# The departure board single flights are drawn from (--schedule-seed; see Traffic.plan).
+# The departure board single flights are drawn from (--schedule-size/-seed; see Traffic.plan).
+SCHEDULE_SIZE = 2000
 SCHEDULE_SEED = 2017
 DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # 2017, the data's year
 YEAR = 2017
@@ -182,8 +183,11 @@ def prediction_count(body: bytes) -> int:
 def expect_predictions(resp: Any, count: int) -> None:
     """Fail a 200 answer that does not hold ``count`` predictions; other statuses already fail
     through Locust's own ``raise_for_status`` when the ``with`` block exits."""
-    if resp.status_code == 200 and prediction_count(resp.content or b"") != count:
-        resp.failure(f"expected {count} prediction(s), got {prediction_count(resp.content)}")
+    if resp.status_code != 200:
+        return
+    found = prediction_count(resp.content or b"")
+    if found != count:
+        resp.failure(f"expected {count} prediction(s), got {found}")
 
 
 def _body(payload: Any) -> bytes:
@@ -196,7 +200,7 @@ def _options(parser) -> None:
                         help="flights per batch request (0: draw from the default mix)")
     parser.add_argument("--max-wait", type=float, default=0.0,
                         help="think time drawn from [0, max-wait] s between requests")
-    parser.add_argument("--schedule-size", type=int, default=2000,
+    parser.add_argument("--schedule-size", type=int, default=SCHEDULE_SIZE,
                         help="single flights come from this many fixed departures (0: all new)")
     parser.add_argument("--schedule-seed", type=int, default=SCHEDULE_SEED,
                         help="seed of the departure board (the same in every run by default)")
@@ -221,7 +225,7 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
     if options:
         TRAFFIC.plan(options.schedule_size, options.schedule_seed)
     else:
-        TRAFFIC.plan(2000)
+        TRAFFIC.plan(SCHEDULE_SIZE)
     # Locust's own ~50,000 start-up objects (its modules, gevent, the profile) never die, yet
     # every full collection walked them: 20-25 ms pauses of the whole load generator, twice in
     # 15 s at 64 users, and each paused response was timed as if the server were slow. Frozen,
