@@ -45,7 +45,9 @@ workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
 # (flask_app/worker.py says why and what it measured). WORKER_CLASS=gevent selects Gunicorn's
 # plain gevent worker instead.
 _worker = _load_by_path("worker.py", "_scl_delay_worker")
-_worker.keepalive_requests()  # a bad KEEPALIVE_REQUESTS stops start-up here, with its reason
+# A bad KEEPALIVE_REQUESTS or FAIR_YIELD stops start-up here, with its reason.
+_worker.keepalive_requests()
+_worker.fair_turns()
 worker_class = os.environ.get("WORKER_CLASS") or _worker.RetiringPyWSGIWorker
 # Connections one worker holds at once; past this Gunicorn stops accepting, so keep it well
 # above the challenge's 1,000 simultaneous users per worker.

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_app import api, docs, errors, fairness, health, metrics, model, observe, request_log
+from flask_app import api, docs, errors, health, metrics, model, observe, request_log
 from flask_app.config import from_env
 from flask_app.json_provider import OrjsonProvider
 from flask_app.schemas import build_schemas
@@ -29,7 +29,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     # JSON logs before anything logs (the model load does).
     request_log.configure_logging(app.config["LOG_LEVEL"])
-    fairness.init_app(app)
     errors.init_app(app)
     model.init_app(app)
     loaded = app.extensions[model.EXTENSION]

@@ -20,8 +20,6 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # auto | on | off: share one booster call among concurrent requests (flask_app/coalesce.py).
     "PREDICT_COALESCING": "auto",
-    # Yield once per request so keep-alive connections take turns (flask_app/fairness.py).
-    "FAIR_YIELD": "1",
     # Tests build an app without a model to check /ready's 503; production always loads one.
     "LOAD_MODEL": True,
 }
@@ -56,7 +54,6 @@ def from_env() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
         "LOG_LEVEL": env_choice("LOG_LEVEL", LOG_LEVELS).upper(),
         "PREDICT_COALESCING": env_choice("PREDICT_COALESCING", ("auto", "on", "off")),
-        "FAIR_YIELD": env_choice("FAIR_YIELD", ("1", "0")) == "1",
         "LOAD_MODEL": DEFAULTS["LOAD_MODEL"],
     }
 

@@ -22,7 +22,7 @@ import pytest
 from gunicorn.workers.ggevent import PyWSGIServer
 from server import GUNICORN, REPO_ROOT, running_server, wait_until
 
-from flask_app.worker import BurstAcceptingServer, keepalive_requests
+from flask_app.worker import BurstAcceptingServer, fair_turns, keepalive_requests
 
 SLOW_GRACE = {"KEEPALIVE": "1", "GRACEFUL_TIMEOUT": "60"}
 
@@ -135,6 +135,24 @@ def test_a_bad_keepalive_requests_stops_start_up_with_the_reason(value):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "KEEPALIVE_REQUESTS must be an integer >= 0" in done.stdout + done.stderr
+
+
+@pytest.mark.server
+def test_a_bad_fair_yield_stops_start_up_with_the_reason():
+    done = subprocess.run([str(GUNICORN), "--config", "gunicorn.conf.py", "--check-config"],
+                          cwd=REPO_ROOT, env={**os.environ, "FAIR_YIELD": "yes"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "FAIR_YIELD must be 1 or 0, got 'yes'" in done.stdout + done.stderr
+
+
+def test_fair_yield_defaults_to_on(monkeypatch):
+    monkeypatch.delenv("FAIR_YIELD", raising=False)
+    assert fair_turns() is True
+    monkeypatch.setenv("FAIR_YIELD", "0")
+    assert fair_turns() is False
+    monkeypatch.setenv("FAIR_YIELD", " 1 ")
+    assert fair_turns() is True
 
 
 def test_keepalive_requests_defaults_to_100_and_takes_zero(monkeypatch):
