@@ -32,12 +32,13 @@ a request goes straight on to read the connection's next one, and that read does
 the bytes are already there, which they are for any client that sends its next request as soon
 as it has the last answer (a load generator, a proxy). Such a connection would be served request
 after request while the others wait. So before reading a kept-alive connection's next request
-the handler waits for the event loop's next turn: every connection whose request has arrived by
-then is served first. This replaced a Flask ``before_request`` yield, which gave turns too but in
-the middle of a request: each request then took two loop turns, and the order in which libev
-hands out a turn's ready connections spread the latency. Measured with wrk (1 thread, 64
-connections, 2 workers, one run each, alternating): /health p99 73-81 ms with the old yield,
-34-49 ms with this one; /predict with every flight new p99 111-128 ms against 69-74 ms.
+the handler waits for the event loop's next turn, in which every connection whose request has
+arrived by then gets its turn too. This replaced a Flask ``before_request`` yield, which gave
+turns as well, but in the middle of a request: each request then took two loop turns, and the
+latency spread widely (one worker, 32 wrk connections: /health p50 14 ms, p99 37 ms). Measured
+with wrk (1 thread, 64 connections, 2 workers, old and new alternating three times): /health
+p99 63-88 ms with the old yield and 42-44 ms with this one, one fixed flight 94-111 ms against
+48-62 ms, at the same throughput (README: Performance).
 
 Finally, :class:`BurstAcceptingServer` accepts a burst of new connections in one loop turn
 instead of one per turn (the stress test's slowest requests waited there).
