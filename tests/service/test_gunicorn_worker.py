@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from itertools import groupby
 from urllib.parse import urlsplit
 
 import pytest
@@ -135,6 +138,64 @@ def test_a_bad_keepalive_requests_stops_start_up_with_the_reason(value):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "KEEPALIVE_REQUESTS must be an integer >= 0" in done.stdout + done.stderr
+
+
+def health_requests(*request_ids: str) -> bytes:
+    return b"".join(f"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: {rid}\r\n\r\n".encode()
+                    for rid in request_ids)
+
+
+def read_answers(sock: socket.socket, count: int) -> bytes:
+    """Read until ``count`` answers' status lines have arrived."""
+    received = b""
+    while received.count(b"HTTP/1.1 200 ") < count:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection early"
+        received += chunk
+    return received
+
+
+def pipelined_order(url: str, server_log: Callable[[], str]) -> list[str]:
+    """Two kept-alive connections each pipeline five /health requests; the order in which the
+    (single) worker answered them, from its request log (request ids a1..a5, b1..b5).
+
+    The worker is stopped (SIGSTOP) while both batches are sent, so when it resumes both
+    connections have all their requests waiting, whatever the machine's scheduling did.
+    """
+    parts = urlsplit(url)
+    socks = {name: socket.create_connection((parts.hostname, parts.port), timeout=30)
+             for name in ("a", "b")}
+    try:
+        pids = set()
+        for name, sock in socks.items():  # one answer each: both connections are kept alive
+            sock.sendall(health_requests(f"warm-{name}"))
+            pids.update(re.findall(rb"X-Worker-PID: (\d+)", read_answers(sock, 1)))
+        (pid,) = pids
+        os.kill(int(pid), signal.SIGSTOP)
+        try:
+            for name, sock in socks.items():
+                sock.sendall(health_requests(*(f"{name}{i}" for i in range(1, 6))))
+        finally:
+            os.kill(int(pid), signal.SIGCONT)
+        for sock in socks.values():
+            read_answers(sock, 5)
+    finally:
+        for sock in socks.values():
+            sock.close()
+    # The worker writes a request's log line before its answer, so all ten are there by now.
+    return re.findall(r'"request_id":\s*"([ab])[1-5]"', server_log())
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("fair_yield", ["1", "0"])
+def test_fair_yield_reaches_the_workers_of_a_real_server(tiny_model_dir, tmp_path, fair_yield):
+    with running_server(tiny_model_dir, tmp_path, workers=1,
+                        env={"FAIR_YIELD": fair_yield}) as server:
+        order = pipelined_order(server.url, server.log)
+    assert sorted(order) == ["a"] * 5 + ["b"] * 5
+    longest = max(len(list(run)) for _, run in groupby(order))
+    # Taking turns, the two connections alternate; without, one is answered five times first.
+    assert longest <= 2 if fair_yield == "1" else longest == 5, order
 
 
 @pytest.mark.server
