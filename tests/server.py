@@ -2,7 +2,8 @@
 
 Tests that need a server use :func:`running_server`; it waits for /ready, hands back the base
 URL, the process and the path of its log, and always stops the server (SIGTERM, then SIGKILL)
-so no test leaves a process behind.
+so no test leaves a process behind. Also the small helpers the tests that talk raw HTTP to a
+server share (reading pipelined answers, measuring runs in the order they were served).
 """
 
 from __future__ import annotations
@@ -16,12 +17,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def read_answers(sock: socket.socket, count: int) -> bytes:
+    """Read from a raw client socket until ``count`` answers' 200 status lines have arrived."""
+    received = b""
+    while received.count(b"HTTP/1.1 200 ") < count:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection early"
+        received += chunk
+    return received
+
+
+def longest_run(order: Sequence[str]) -> int:
+    """The most items of one kind in a row (e.g. one client's requests answered back to back)."""
+    return max(len(list(run)) for _, run in groupby(order))
 
 
 def free_port() -> int:

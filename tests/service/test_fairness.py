@@ -10,11 +10,11 @@ in which it was called.
 from __future__ import annotations
 
 import socket
-from itertools import groupby
 from types import SimpleNamespace
 
 import gevent
 import pytest
+from server import longest_run, read_answers
 
 from flask_app.worker import BurstAcceptingServer, RetiringHandler
 
@@ -47,22 +47,13 @@ def handled_order(take_turns: bool) -> list[str]:
         for name, sock in clients.items():
             sock.sendall(f"GET /?{name} HTTP/1.1\r\nHost: test\r\n\r\n".encode() * REQUESTS_EACH)
         for sock in clients.values():
-            received = b""
-            while received.count(b"HTTP/1.1 200 OK") < REQUESTS_EACH:
-                chunk = sock.recv(65536)
-                assert chunk, "the server closed the connection early"
-                received += chunk
+            read_answers(sock, REQUESTS_EACH)
     finally:
         for sock in clients.values():
             sock.close()
         server.stop(timeout=1)
         listener.close()
     return order
-
-
-def longest_run(order: list[str]) -> int:
-    """The most requests of one client handled in a row."""
-    return max(len(list(run)) for _, run in groupby(order))
 
 
 def test_pipelining_clients_take_turns():

@@ -18,12 +18,11 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from itertools import groupby
 from urllib.parse import urlsplit
 
 import pytest
 from gunicorn.workers.ggevent import PyWSGIServer
-from server import GUNICORN, REPO_ROOT, running_server, wait_until
+from server import GUNICORN, REPO_ROOT, longest_run, read_answers, running_server, wait_until
 
 from flask_app.worker import BurstAcceptingServer, fair_turns, keepalive_requests
 
@@ -145,16 +144,6 @@ def health_requests(*request_ids: str) -> bytes:
                     for rid in request_ids)
 
 
-def read_answers(sock: socket.socket, count: int) -> bytes:
-    """Read until ``count`` answers' status lines have arrived."""
-    received = b""
-    while received.count(b"HTTP/1.1 200 ") < count:
-        chunk = sock.recv(65536)
-        assert chunk, "the server closed the connection early"
-        received += chunk
-    return received
-
-
 def pipelined_order(url: str, server_log: Callable[[], str]) -> list[str]:
     """Two kept-alive connections each pipeline five /health requests; the order in which the
     (single) worker answered them, from its request log (request ids a1..a5, b1..b5).
@@ -193,7 +182,7 @@ def test_fair_yield_reaches_the_workers_of_a_real_server(tiny_model_dir, tmp_pat
                         env={"FAIR_YIELD": fair_yield}) as server:
         order = pipelined_order(server.url, server.log)
     assert sorted(order) == ["a"] * 5 + ["b"] * 5
-    longest = max(len(list(run)) for _, run in groupby(order))
+    longest = longest_run(order)
     # Taking turns, the two connections alternate; without, one is answered five times first.
     assert longest <= 2 if fair_yield == "1" else longest == 5, order
 
