@@ -22,6 +22,10 @@ production. 10 s, because 5 s left a fifth of the 2,000-departure board unseen b
 (each draws ~3,000 of the board's flights in 5 s) and the first round measured those misses.
 Failures during the warm-up still count.
 
+Each run also records the CPU time the server's processes used (``load/cpu.py``): per request
+it moves far less than req/s between minutes, and it separates the service's own cost from the
+share of the two cores the load generator takes.
+
 Writes ``reports/bench.md``, ``reports/bench.json`` and, per scenario and round, Locust's CSV
 stats, JSON stats and HTML report under ``reports/bench/``.
 """
@@ -45,6 +49,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from load.cpu import tree_cpu_seconds  # noqa: E402
 from tests.server import free_port, wait_ready  # noqa: E402  (the test suite's server helpers)
 
 LOCUST = Path(sys.executable).with_name("locust")
@@ -63,12 +68,14 @@ class Scenario:
 
 @dataclass
 class Sample:
-    """One Locust run: counts, measured seconds and the response-time histogram (ms -> n)."""
+    """One Locust run: counts, measured seconds, the response-time histogram (ms -> n) and the
+    CPU seconds the server (Gunicorn master and workers) used during the run, if known."""
 
     requests: int
     failures: int
     seconds: float
     histogram: Counter[int]
+    server_cpu_s: float | None = None
 
     @property
     def rps(self) -> float:
@@ -89,6 +96,8 @@ class Result:
     p99_ms: float
     flights_per_s: float
     rps_by_round: list[float]
+    server_cpu_us_per_request: float | None = None
+    server_cores: float | None = None
 
 
 def scenarios(users: int) -> list[Scenario]:
@@ -106,8 +115,10 @@ def scenarios(users: int) -> list[Scenario]:
 
 
 def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
-               out_dir: Path, label: str = "") -> Sample:
-    """One headless Locust run, read back from its ``--json-file`` stats."""
+               out_dir: Path, label: str = "", server_pid: int | None = None) -> Sample:
+    """One headless Locust run, read back from its ``--json-file`` stats, with the CPU the
+    server process tree ``server_pid`` used meanwhile (an idle server uses next to none while
+    Locust starts and stops, so it all goes to the requests)."""
     prefix = out_dir / f"{scenario.name}{label}"
     cmd = [str(LOCUST), "-f", "locustfile.py", "--headless", "--only-summary",
            "--host", url, "-u", str(scenario.users), "-r", str(scenario.users),
@@ -119,10 +130,15 @@ def run_locust(url: str, scenario: Scenario, duration: int, processes: int,
     cmd += list(scenario.extra)
     if processes > 1:
         cmd += ["--processes", str(processes)]
+    cpu_before = tree_cpu_seconds(server_pid) if server_pid else None
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=duration + 120)
+    cpu_after = tree_cpu_seconds(server_pid) if server_pid else None
     Path(f"{prefix}.log").write_text(done.stdout + done.stderr)
-    return sample_from_stats(json.loads(Path(f"{prefix}.json").read_text()))
+    sample = sample_from_stats(json.loads(Path(f"{prefix}.json").read_text()))
+    if cpu_before is not None and cpu_after is not None:
+        sample.server_cpu_s = cpu_after - cpu_before
+    return sample
 
 
 def sample_from_stats(entries: list[dict[str, Any]]) -> Sample:
@@ -164,11 +180,15 @@ def pool(scenario: Scenario, samples: list[Sample], warmup_failures: int = 0) ->
     requests = sum(s.requests for s in samples)
     seconds = sum(s.seconds for s in samples)
     rps = requests / seconds if seconds > 0 else 0.0
+    cpu_known = bool(samples) and all(s.server_cpu_s is not None for s in samples)
+    cpu = sum(s.server_cpu_s or 0.0 for s in samples) if cpu_known else None
     return Result(scenario.name, scenario.title, scenario.users, scenario.batch_size, requests,
                   sum(s.failures for s in samples) + warmup_failures, round(rps, 1),
                   percentile(histogram, 0.50), percentile(histogram, 0.95),
                   percentile(histogram, 0.99), round(rps * scenario.batch_size, 0),
-                  [round(s.rps, 1) for s in samples])
+                  [round(s.rps, 1) for s in samples],
+                  round(cpu / requests * 1e6) if cpu is not None and requests else None,
+                  round(cpu / seconds, 2) if cpu is not None and seconds > 0 else None)
 
 
 def round_ratios(result: Result, health: Result) -> list[float]:
@@ -218,22 +238,26 @@ def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) ->
         f"{meta['rounds']} interleaved round(s) of {meta['duration_s']} s per scenario; before "
         f"its first round each scenario ran a {meta['warmup_s']} s warm-up at the same load "
         "whose numbers are discarded (its failures are counted). Percentiles come from the "
-        "rounds' pooled histograms.", "",
+        "rounds' pooled histograms. Server CPU: user + system CPU time of the Gunicorn master "
+        "and its workers during the runs (from /proc), per request and as cores busy; the "
+        "rest of the two cores goes to Locust and the system.", "",
         "| scenario | users | requests | failures | req/s | flights/s | p50 ms | p95 ms | p99 ms |"
-        " % of /health req/s | % by round |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        " % of /health req/s | % by round | server CPU µs/request | server cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
         share = f"{100 * r.rps / health.rps:.0f} %" if health and health.rps else "-"
         by_round = " / ".join(f"{100 * x:.0f}" for x in ratios.get(r.scenario, [])) or "-"
+        cpu = "-" if r.server_cpu_us_per_request is None else f"{r.server_cpu_us_per_request:,.0f}"
+        cores = "-" if r.server_cores is None else f"{r.server_cores:.2f}"
         lines.append(f"| {r.title} | {r.users} | {r.requests} | {r.failures} | {r.rps:.0f} | "
                      f"{r.flights_per_s:.0f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | "
-                     f"{r.p99_ms:.0f} | {share} | {by_round} |")
+                     f"{r.p99_ms:.0f} | {share} | {by_round} | {cpu} | {cores} |")
     (reports / "bench.md").write_text("\n".join(lines) + "\n")
 
 
 def measure(url: str, plan: list[Scenario], args: argparse.Namespace,
-            out_dir: Path) -> list[Result]:
+            out_dir: Path, server_pid: int | None = None) -> list[Result]:
     """Warm each scenario up once, then run all of them ``args.rounds`` times in turn."""
     samples: dict[str, list[Sample]] = {s.name: [] for s in plan}
     warmup_failures = dict.fromkeys(samples, 0)
@@ -241,10 +265,10 @@ def measure(url: str, plan: list[Scenario], args: argparse.Namespace,
         for scenario in plan:
             if round_no == 1 and args.warmup:
                 warm = run_locust(url, scenario, args.warmup, args.processes, out_dir,
-                                  "_warmup")
+                                  "_warmup", server_pid)
                 warmup_failures[scenario.name] = warm.failures  # discarded, except failures
             sample = run_locust(url, scenario, args.duration, args.processes, out_dir,
-                                f"_r{round_no}")
+                                f"_r{round_no}", server_pid)
             samples[scenario.name].append(sample)
             print(f"round {round_no} {scenario.name}: {sample.rps:.0f} req/s, "
                   f"p99 {percentile(sample.histogram, 0.99):.0f} ms, {sample.failures} failures",
@@ -287,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         try:
             wait_ready(url, server, log_path, timeout=120)
-            results = measure(url, scenarios(args.users), args, out_dir)
+            results = measure(url, scenarios(args.users), args, out_dir, server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
             try:

@@ -54,6 +54,19 @@ def test_rounds_pool_into_one_result_with_per_round_ratios() -> None:
                         [bench.Sample(400, 0, 10.0, Counter({5: 400})),
                          bench.Sample(200, 0, 10.0, Counter({5: 200}))])
     assert bench.round_ratios(result, health) == [0.75, 0.5]
+    # No CPU figures in these samples: the result says "not measured", not zero.
+    assert result.server_cpu_us_per_request is None and result.server_cores is None
+
+
+def test_server_cpu_pools_into_microseconds_per_request_and_cores() -> None:
+    rounds = [bench.Sample(300, 0, 10.0, Counter({10: 300}), server_cpu_s=0.3),
+              bench.Sample(100, 0, 10.0, Counter({40: 100}), server_cpu_s=0.5)]
+    result = bench.pool(SCENARIO, rounds)
+    assert result.server_cpu_us_per_request == 2000  # 0.8 s / 400 requests
+    assert result.server_cores == 0.04  # 0.8 s over 20 s
+    # One round without a measurement makes the whole figure unknown rather than too low.
+    rounds[1].server_cpu_s = None
+    assert bench.pool(SCENARIO, rounds).server_cpu_us_per_request is None
 
 
 @pytest.mark.server
@@ -70,9 +83,12 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
         assert len(result["rps_by_round"]) == 2
         assert result["requests"] > 0 and result["failures"] == 0
         assert len(result["share_of_health_by_round"]) == 2
+        # The server did the work of every request, so its CPU per request is above zero.
+        assert result["server_cpu_us_per_request"] > 0 and result["server_cores"] > 0
     assert (tmp_path / "bench" / "single_r2.json").exists()
     table = (tmp_path / "bench.md").read_text()
     assert "% by round" in table and "POST /predict, batch of 1,000" in table
+    assert "server CPU µs/request" in table
 
 
 @pytest.mark.parametrize("flag", ["--rounds", "--duration"])
