@@ -239,7 +239,7 @@ def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) ->
         f"its first round each scenario ran a {meta['warmup_s']} s warm-up at the same load "
         "whose numbers are discarded (its failures are counted). Percentiles come from the "
         "rounds' pooled histograms. Server CPU: user + system CPU time of the Gunicorn master "
-        "and its workers during the runs (from /proc), per request and as cores busy; the "
+        "and its workers during the runs (psutil), per request and as cores busy; the "
         "rest of the two cores goes to Locust and the system.", "",
         "| scenario | users | requests | failures | req/s | flights/s | p50 ms | p95 ms | p99 ms |"
         " % of /health req/s | % by round | server CPU µs/request | server cores |",
