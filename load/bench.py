@@ -180,8 +180,8 @@ def pool(scenario: Scenario, samples: list[Sample], warmup_failures: int = 0) ->
     requests = sum(s.requests for s in samples)
     seconds = sum(s.seconds for s in samples)
     rps = requests / seconds if seconds > 0 else 0.0
-    cpu_known = bool(samples) and all(s.server_cpu_s is not None for s in samples)
-    cpu = sum(s.server_cpu_s or 0.0 for s in samples) if cpu_known else None
+    cpus = [s.server_cpu_s for s in samples]
+    cpu = sum(cpus) if cpus and None not in cpus else None  # one unknown round: unknown
     return Result(scenario.name, scenario.title, scenario.users, scenario.batch_size, requests,
                   sum(s.failures for s in samples) + warmup_failures, round(rps, 1),
                   percentile(histogram, 0.50), percentile(histogram, 0.95),
@@ -265,7 +265,7 @@ def measure(url: str, plan: list[Scenario], args: argparse.Namespace,
         for scenario in plan:
             if round_no == 1 and args.warmup:
                 warm = run_locust(url, scenario, args.warmup, args.processes, out_dir,
-                                  "_warmup", server_pid)
+                                  "_warmup")  # its CPU is discarded too: not measured
                 warmup_failures[scenario.name] = warm.failures  # discarded, except failures
             sample = run_locust(url, scenario, args.duration, args.processes, out_dir,
                                 f"_r{round_no}", server_pid)
