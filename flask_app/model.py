@@ -15,6 +15,7 @@ import gevent.monkey
 import numpy as np
 from flask import Flask, current_app
 
+from flask_app.answers import AnswerCache
 from flask_app.coalesce import PredictionCoalescer
 from flask_app.errors import ApiError
 from flask_app.explain import Explainer
@@ -38,8 +39,11 @@ class DelayModel:
         self.metadata = artifact.metadata
         # Under gevent, concurrent requests share booster calls (flask_app/coalesce.py).
         self._coalescer = PredictionCoalescer(self._booster_predict) if coalesce else None
-        # Per worker, per model: a reload builds a new DelayModel and so a fresh cache.
+        # Per worker, per model: a reload builds a new DelayModel and so fresh caches.
         self._predict_row = lru_cache(maxsize=SINGLE_FLIGHT_CACHE)(self._predict_encoded_row)
+        # Whole answers to repeated single-flight bodies (flask_app/answers.py); they name this
+        # model's version, so they live and die with it.
+        self.answers = AnswerCache(SINGLE_FLIGHT_CACHE)
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Probabilities of a >15 min delay, in the order of ``flights``."""
