@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_app.answers import Answer
 from flask_app.errors import ApiError
 from flask_app.explain import PredictQuerySchema
+from flask_app.metrics import ANSWERS_REUSED
 from flask_app.model import EXTENSION, get_model
 from flask_app.schemas import Schemas
 
@@ -82,6 +83,7 @@ def predict():
     if remember:
         answer = model.answers.get(data)
         if answer is not None:
+            ANSWERS_REUSED.inc()
             g.batch_size, g.delayed = 1, answer.delayed
             return current_app.response_class(answer.payload, mimetype=current_app.json.mimetype)
     flights = parse_flights(parse_json_object(data))

@@ -52,6 +52,9 @@ PREDICTIONS = Counter("scl_delay_predictions_total",
 # (flask_app/coalesce.py); near 1 under light load, tens under heavy load.
 BOOSTER_CALLS = Counter("scl_delay_booster_calls_total", "XGBoost prediction calls made")
 BOOSTER_ROWS = Counter("scl_delay_booster_rows_total", "Flights passed to XGBoost prediction calls")
+# Repeats answered from flask_app/answers.py; against flights scored, the cache's hit rate.
+ANSWERS_REUSED = Counter("scl_delay_answers_reused_total",
+                         "Single-flight answers served again for a repeated request body")
 # 'livesum': each live worker contributes 1 for the version it serves, so the value is the
 # number of workers serving that version, and a retired worker's 1 disappears with it.
 MODEL_INFO = Gauge("scl_delay_model_info",

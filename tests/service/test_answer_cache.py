@@ -108,16 +108,17 @@ def test_cached_answers_are_counted_in_the_metrics(app, client, tiny_model_dir: 
     body = _bodies(tiny_model_dir, 1)[0]
     outcome = "delayed" if _post(client, body).get_json()["predictions"][0]["delayed"] \
         else "on_time"
-    before = (sample("scl_delay_flights_scored_total"),
-              sample("scl_delay_predictions_total", outcome=outcome),
-              sample("scl_delay_predict_batch_size_count"))
+    names = (("scl_delay_flights_scored_total", {}),
+             ("scl_delay_predictions_total", {"outcome": outcome}),
+             ("scl_delay_predict_batch_size_count", {}),
+             ("scl_delay_answers_reused_total", {}),
+             ("scl_delay_booster_rows_total", {}))
+    before = [sample(name, **labels) for name, labels in names]
     for _ in range(3):
         assert _post(client, body).status_code == 200
     assert app.extensions["delay_model"].answers.hits == 3
-    after = (sample("scl_delay_flights_scored_total"),
-             sample("scl_delay_predictions_total", outcome=outcome),
-             sample("scl_delay_predict_batch_size_count"))
-    assert [a - b for a, b in zip(after, before, strict=True)] == [3, 3, 3]
+    after = [sample(name, **labels) for name, labels in names]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [3, 3, 3, 3, 0]
 
 
 def test_the_least_recently_used_answer_goes_first():
