@@ -117,12 +117,19 @@ def served_by(log: str) -> dict[int, int]:
     return counts
 
 
-def wait_for_model_info(url: str, version: str, workers: int, timeout: float = 90) -> dict:
-    """Scrape until ``workers`` live workers report ``version``; return that scrape."""
+def wait_for_model_info(url: str, version: str, workers: int, gone: tuple[str, ...] = (),
+                        timeout: float = 90) -> dict:
+    """Scrape until ``workers`` live workers report ``version`` and none still reports a
+    version in ``gone``; return that scrape (the last one if the timeout passes first).
+
+    After a reload the new workers report in before the old ones have retired and been
+    dropped from the gauge, so one scrape can show both versions: a test that means "the old
+    version is gone" must wait for that too, not only for the new one to arrive."""
     deadline = time.monotonic() + timeout
     while True:
         samples = scrape(url)
-        if (total(samples, "scl_delay_model_info", version=version) == workers
+        if ((total(samples, "scl_delay_model_info", version=version) == workers
+             and not any(total(samples, "scl_delay_model_info", version=old) for old in gone))
                 or time.monotonic() > deadline):
             return samples
         time.sleep(0.2)

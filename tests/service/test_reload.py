@@ -96,7 +96,7 @@ def test_sighup_swaps_the_model_under_traffic_without_a_failed_request(model_dir
             build_tiny_artifact(model_dir, seed=1)
             server.process.send_signal(signal.SIGHUP)
             assert wait_until(lambda: model_version(server.url) == new)
-            samples = wait_for_model_info(server.url, new, 2)
+            samples = wait_for_model_info(server.url, new, 2, gone=(old,))
             seen_new = traffic.versions.get(new, 0)
             assert wait_until(lambda: traffic.versions.get(new, 0) > seen_new + 50)
         print(f"reload under traffic: {traffic.served()} requests, slowest "
