@@ -45,13 +45,17 @@ workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
 # (flask_app/worker.py says why and what it measured). WORKER_CLASS=gevent selects Gunicorn's
 # plain gevent worker instead.
 _worker = _load_by_path("worker.py", "_scl_delay_worker")
-# A bad KEEPALIVE_REQUESTS or FAIR_YIELD stops start-up here, with its reason.
+_conn_share = _worker.conn_share
+# A bad KEEPALIVE_REQUESTS, FAIR_YIELD or REQUEST_*_TIMEOUT stops start-up here, with its reason.
 _worker.keepalive_requests()
 _worker.fair_turns()
+_worker.request_timeouts()
 worker_class = os.environ.get("WORKER_CLASS") or _worker.RetiringPyWSGIWorker
-# Connections one worker holds at once; past this Gunicorn stops accepting, so keep it well
-# above the challenge's 1,000 simultaneous users per worker.
-worker_connections = env_int("WORKER_CONNECTIONS", 4000)
+# Connections one worker holds at once; past this Gunicorn stops accepting. Slow or idle
+# clients hold one each until their deadline (REQUEST_HEADER_TIMEOUT), so leave room for
+# 10,000 of them on two workers next to normal traffic (docs/reliability.md); each needs a file
+# descriptor, so on_starting raises the soft RLIMIT_NOFILE to the hard limit.
+worker_connections = env_int("WORKER_CONNECTIONS", 10000)
 backlog = 4096
 
 # Each worker builds the app (and loads the model) after the fork: no shared OpenMP state.
@@ -114,7 +118,16 @@ def _snapshot_model() -> tuple[str, str]:
 
 
 def on_starting(server):
-    """Master start: clear stale metrics files, snapshot the model (a bad one stops start-up)."""
+    """Master start: clear stale metrics files, snapshot the model (a bad one stops start-up),
+    make the connection-share table the workers balance by, raise the open-files limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    # Kept on the arbiter, which outlives SIGHUP (this file is read again then).
+    server.scl_share_table = _conn_share.ShareTable()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="scl-delay-metrics-")
         os.environ["SCL_DELAY_OWNS_METRICS_DIR"] = "1"
@@ -152,11 +165,24 @@ def on_reload(server):
                     version, path)
 
 
+def pre_fork(server, worker):
+    """Give the worker about to be forked a free slot in the connection-share table."""
+    table = getattr(server, "scl_share_table", None)
+    if table is not None:
+        in_use = {getattr(w, "scl_share_slot", None) for w in server.WORKERS.values()}
+        worker.scl_share_table = table
+        worker.scl_share_slot = table.assign(in_use)
+
+
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges (the model version it served) from /metrics."""
+    """Drop a dead worker's live gauges (the model version it served) from /metrics, and its
+    connections from the share table (a worker killed with -9 could not do it itself)."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    slot = getattr(worker, "scl_share_slot", None)
+    if slot is not None:
+        server.scl_share_table.clear(slot)
 
 
 def on_exit(server):

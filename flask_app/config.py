@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # auto | on | off: share one booster call among concurrent requests (flask_app/coalesce.py).
     "PREDICT_COALESCING": "auto",
+    # Seconds a client has to send a request's headers (from its first byte), then its body;
+    # past either the worker answers 408 and closes (flask_app/worker.py). Read by the worker.
+    "REQUEST_HEADER_TIMEOUT": 10,
+    "REQUEST_BODY_TIMEOUT": 30,
     # Tests build an app without a model to check /ready's 503; production always loads one.
     "LOAD_MODEL": True,
 }

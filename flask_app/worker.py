@@ -49,11 +49,82 @@ import it as ``flask_app.worker``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import gevent
+import orjson
+from gevent.pywsgi import Input
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
+from werkzeug.exceptions import RequestTimeout
+
+
+def _sibling(name: str):
+    """A stdlib-only module of flask_app/, loaded by path: this file is loaded in the master,
+    which must not import the flask_app package (Flask, XGBoost) before it forks."""
+    key = f"_scl_delay_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+conn_share = _sibling("conn_share")
+config = _sibling("config")
+
+
+class RequestLate(BaseException):
+    """Raised into a handler whose client has not sent a complete request in time. Not an
+    ``Exception``: gevent's header parsing turns those into a 400, and this must pass it."""
+
+
+def _timeout_response(message: str) -> bytes:
+    """A whole 408 answer, in the JSON shape of flask_app/errors.py, that closes the
+    connection (its input may be cut anywhere, so no next request can be found in it)."""
+    body = orjson.dumps({"error": {"status": 408, "message": message, "fields": {}}})
+    return (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+
+
+class DeadlineInput(Input):
+    """``wsgi.input`` that raises a 408 (werkzeug's ``RequestTimeout``, which the app turns
+    into its JSON error) when the body has not fully arrived by the handler's deadline."""
+
+    __slots__ = ("deadline", "handler")
+
+    def _within_deadline(self, read, *args):
+        left = self.deadline - time.monotonic()
+        timer = gevent.Timeout(max(left, 0.0), RequestLate)
+        timer.start()
+        try:
+            return read(*args)
+        except RequestLate:
+            self.handler.late = True
+            raise RequestTimeout(
+                f"the request body did not arrive within {self.handler.body_timeout:g} s "
+                "(REQUEST_BODY_TIMEOUT)") from None
+        finally:
+            timer.cancel()
+
+    def read(self, length=None):
+        return self._within_deadline(super().read, length)
+
+    def readline(self, size=None):
+        return self._within_deadline(super().readline, size)
+
+    def _discard(self):
+        """What the app left unread is read and dropped before the next request; a client
+        that does not send it by the deadline has its connection closed instead."""
+        try:
+            super()._discard()
+        except RequestTimeout:
+            self.handler.close_connection = True
 
 
 class RetiringHandler(PyWSGIHandler):
@@ -66,26 +137,91 @@ class RetiringHandler(PyWSGIHandler):
     max_requests: int = 0
     #: Wait for the loop's next turn before reading a kept-alive connection's next request.
     take_turns: bool = True
+    #: Seconds from a request's first byte to the end of its headers; the worker sets it.
+    header_timeout: float = 10.0
+    #: Seconds from the end of the headers to the end of the body; the worker sets it.
+    body_timeout: float = 30.0
     served: int = 0
+    #: The current request missed a deadline: answer 408 and close.
+    late: bool = False
+    #: This connection was asked to close because its worker holds more than its share.
+    shed: bool = False
+    header_timer: gevent.Timeout | None = None
 
     def read_requestline(self) -> str:
-        """The next request line, or "" (close the connection) after ``idle_timeout``."""
+        """The next request line, or "" (close the connection) after ``idle_timeout`` without
+        a byte. Once a byte is there the headers must be complete within ``header_timeout``:
+        a client that trickles them in would otherwise hold its connection for ever."""
         if self.served and self.take_turns:
             # A positive sleep resumes after the loop has polled for I/O; sleep(0) may resume
             # before that (gevent's docs), which would not let waiting connections in.
             gevent.sleep(1e-6)
+        arrived = b""
         with gevent.Timeout(self.idle_timeout, False):
-            return super().read_requestline()
-        return ""
+            arrived = self.rfile.peek(1)
+        if not arrived:
+            return ""
+        if b"\r\n\r\n" not in arrived:  # headers already whole need no timer (the usual case)
+            self.header_timer = gevent.Timeout(self.header_timeout, RequestLate)
+            self.header_timer.start()
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline: str) -> bool:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+
+    def handle_one_request(self) -> Any:
+        """gevent's request cycle, with a 408 for a client whose headers came too late."""
+        try:
+            return super().handle_one_request()
+        except RequestLate:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+            message = (f"the request headers did not arrive within {self.header_timeout:g} s "
+                       "(REQUEST_HEADER_TIMEOUT)")
+            with gevent.Timeout(1, False):  # a client that does not read gets no more time
+                self.socket.sendall(_timeout_response(message))
+            return None
+
+    def get_environ(self) -> dict[str, Any]:
+        env = super().get_environ()
+        given = self.wsgi_input
+        if given.content_length or given.chunked_input:
+            body = DeadlineInput(given.rfile, given.content_length, socket=given.socket,
+                                 chunked_input=given.chunked_input)
+            body.deadline = time.monotonic() + self.body_timeout
+            body.handler = self
+            if env.get("wsgi.input") is given:
+                env["wsgi.input"] = body
+            self.wsgi_input = body
+        return env
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Any:
-        """Ask the client to reconnect once this worker has stopped accepting, or once this
-        connection has had its share of requests."""
+        """Ask the client to reconnect once this worker has stopped accepting, once this
+        connection has had its share of requests, once its worker holds more than its share
+        of connections, or after a 408."""
         self.served += 1
-        if not self.server.started or self.served == self.max_requests:
+        share = self.server.share
+        if not self.server.started or self.served == self.max_requests or self.late:
+            headers = [*headers, ("Connection", "close")]
+        elif share is not None and not self.shed and share.over_share():
+            share.shed()
+            self.shed = True
             headers = [*headers, ("Connection", "close")]
         return super().start_response(status, headers, exc_info)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        finally:
+            if self.shed:
+                self.server.share.shed_done()
 
     def log_request(self) -> None:
         """Gunicorn's access log, skipped outright when it is off (the default here)."""
@@ -116,9 +252,61 @@ class BurstAcceptingServer(PyWSGIServer):
     """
 
     max_accept_per_turn = 1024
+    #: This worker's row in the master's connection-share table (None: no balancing).
+    share: Any = None
+    #: Seconds before a worker at its share looks at the listening socket again.
+    share_recheck = 0.01
 
     def set_max_accept(self) -> None:
         self.max_accept = self.max_accept_per_turn
+
+    def start(self) -> None:
+        super().start()
+        if self.share is not None:
+            self.share.set_state(conn_share.ACCEPTING)
+
+    #: The worker this server runs in (for its heartbeat while it waits to retire).
+    worker: Any = None
+    #: Longest a retiring worker keeps accepting while its replacements boot (seconds).
+    handover_limit = 30.0
+
+    def close(self) -> None:
+        """Stop accepting, but only once the workers that replace this one (a SIGHUP reload)
+        accept: Gunicorn tells the old workers to stop as soon as it has forked the new ones,
+        and under load the new ones take seconds to boot, while every connection that
+        arrives meanwhile waits in the listen backlog (at 2,000 connections many waited
+        past a client's 10 s timeout). With no replacement booting (shutdown, scale-down) it
+        stops at once."""
+        share, worker = self.share, self.worker
+        if share is not None and worker is not None and self.started and not self.closed:
+            self.worker = None  # wait once: stop() closes again
+            waited = time.monotonic()
+            while share.replacements_booting() and time.monotonic() - waited < min(
+                    self.handover_limit, worker.cfg.graceful_timeout):
+                worker.notify()
+                gevent.sleep(0.05)
+        if share is not None:
+            share.set_state(conn_share.RETIRING)
+        super().close()
+
+    def do_read(self) -> Any:
+        """Accept one connection, unless this worker already holds its share: then leave the
+        socket to its siblings for a moment (their accept takes the connection)."""
+        share = self.share
+        if share is not None and not share.may_accept():
+            self.stop_accepting()
+            self._timer = self.loop.timer(self.share_recheck)
+            self._timer.start(self._start_accepting_if_started)
+            return None
+        accepted = super().do_read()
+        if accepted and share is not None:
+            share.opened()
+        return accepted
+
+    def do_close(self, *args: Any) -> None:
+        super().do_close(*args)
+        if self.share is not None:
+            self.share.closed()
 
 
 def keepalive_requests() -> int:
@@ -128,6 +316,13 @@ def keepalive_requests() -> int:
         raise ValueError(f"environment variable KEEPALIVE_REQUESTS must be an integer >= 0, "
                          f"got {raw!r}")
     return int(raw)
+
+
+def request_timeouts() -> tuple[int, int]:
+    """``REQUEST_HEADER_TIMEOUT`` (default 10) and ``REQUEST_BODY_TIMEOUT`` (default 30):
+    seconds a client has to send a request's headers, and then its body."""
+    return (config.env_int("REQUEST_HEADER_TIMEOUT", config.DEFAULTS["REQUEST_HEADER_TIMEOUT"]),
+            config.env_int("REQUEST_BODY_TIMEOUT", config.DEFAULTS["REQUEST_BODY_TIMEOUT"]))
 
 
 def fair_turns() -> bool:
@@ -146,9 +341,18 @@ class RetiringPyWSGIWorker(GeventPyWSGIWorker):
 
     def init_process(self) -> None:
         # One worker per process (this runs after the fork), so a class for this worker's
-        # settings is this process's handler class.
+        # settings is this process's handler class, and the same for the server.
+        header_timeout, body_timeout = request_timeouts()
         self.wsgi_handler = type("RetiringHandler", (RetiringHandler,),
                                  {"idle_timeout": float(self.cfg.keepalive),
                                   "max_requests": keepalive_requests(),
-                                  "take_turns": fair_turns()})
+                                  "take_turns": fair_turns(),
+                                  "header_timeout": float(header_timeout),
+                                  "body_timeout": float(body_timeout)})
+        # gunicorn.conf.py's pre_fork gave this worker a slot in the master's share table.
+        table, slot = getattr(self, "scl_share_table", None), getattr(self, "scl_share_slot", None)
+        share = None if table is None or slot is None else conn_share.WorkerShare(
+            table, slot, os.getpid())
+        self.server_class = type("BurstAcceptingServer", (BurstAcceptingServer,),
+                                 {"share": share, "worker": self})
         super().init_process()
