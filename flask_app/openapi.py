@@ -206,7 +206,9 @@ def build_openapi(app: Flask, model: DelayModel, schemas: Schemas,
     spec.path(path="/predict", operations={"post": {
         "summary": "Probability of a >15 min delay for one flight or a batch",
         "description": f"Send one flight object, or `{{\"flights\": [...]}}` with 1 to {limit} "
-                       "flights. Predictions come back in request order.",
+                       "flights. Predictions come back in request order. One rule the schema "
+                       "cannot state: when `Fecha-I` is given, `MES` must be the month of "
+                       "`Fecha-I` (else 400 naming `MES`).",
         "operationId": "predict",
         "tags": ["prediction"],
         # The same schema the view loads the query string with (unknown parameters: 400).
