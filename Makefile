@@ -8,7 +8,7 @@ MODEL_DIR ?= model_artifacts
 export FLIGHT_DATA
 
 .PHONY: help install install-runtime serve train test lint format clean
-.PHONY: load-test load-test-headless stress bench
+.PHONY: load-test load-test-headless stress bench soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ stress: $(VENV)/.dev-installed  ## 1,000 users on /predict for 45 s against $$TA
 
 bench: $(VENV)/.dev-installed  ## start the service, run the fixed scenarios -> reports/bench.md|json
 	$(BIN)/python -m load.bench
+
+# Reliability conditions against freshly started servers (docs/reliability.md); needs wrk.
+SOAK_ARGS ?=
+soak: $(VENV)/.dev-installed  ## bursts, reload, slow clients, kill -9 against real servers -> table, reports/soak.json
+	@command -v wrk >/dev/null || { echo "make soak needs wrk (apt-get install wrk)"; exit 1; }
+	$(BIN)/python -m load.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf reports .pytest_cache .ruff_cache
