@@ -102,6 +102,15 @@ class WorkerShare:
         return any(c[base + 1] == BOOTING for base in range(1, 1 + c[0] * _CELLS, _CELLS)
                    if base != self.base)
 
+    def cold_start(self) -> bool:
+        """Whether no worker accepts yet and a sibling is still booting (a fresh start)."""
+        c, booting = self.cells, False
+        for base in range(1, 1 + c[0] * _CELLS, _CELLS):
+            if c[base + 1] == ACCEPTING:
+                return False
+            booting = booting or (c[base + 1] == BOOTING and base != self.base)
+        return booting
+
     def may_accept(self) -> bool:
         """Whether one more connection keeps this worker within its share (+1/8, at least 1).
 

@@ -261,9 +261,22 @@ class BurstAcceptingServer(PyWSGIServer):
         self.max_accept = self.max_accept_per_turn
 
     def start(self) -> None:
+        """Start accepting; at a cold start, only once every sibling can accept too.
+
+        The first worker to boot would otherwise take the whole first burst (a deploy, a
+        balancer reconnecting its pool) alone while its sibling still loads the model, and
+        /ready, answered by that worker, would invite the burst in. While any worker accepts
+        (a reload's old workers, a lost worker's survivor) there is no waiting."""
+        share, worker = self.share, self.worker
+        if share is not None and worker is not None:
+            waited = time.monotonic()
+            while (share.cold_start() and
+                   time.monotonic() - waited < min(self.handover_limit, worker.cfg.timeout / 2)):
+                worker.notify()
+                gevent.sleep(0.02)
         super().start()
-        if self.share is not None:
-            self.share.set_state(conn_share.ACCEPTING)
+        if share is not None:
+            share.set_state(conn_share.ACCEPTING)
 
     #: The worker this server runs in (for its heartbeat while it waits to retire).
     worker: Any = None

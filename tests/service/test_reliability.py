@@ -49,7 +49,9 @@ def test_workers_hold_about_a_fair_share_of_connections():
     a_slot, b_slot = table.assign(set()), table.assign({0})
     assert (a_slot, b_slot) == (0, 1)
     a, b = WorkerShare(table, a_slot, 101), WorkerShare(table, b_slot, 102)
+    assert a.cold_start() and b.cold_start()  # both booting: whoever is first waits
     a.set_state(ACCEPTING)
+    assert not b.cold_start()  # someone accepts: no reason to wait
     for _ in range(8):  # alone, a worker takes everything and never sheds
         assert a.may_accept()
         a.opened()
