@@ -12,6 +12,7 @@ while the old version keeps serving, and a later good model must still be picked
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import threading
@@ -23,7 +24,9 @@ import requests
 
 from tests.conftest import build_tiny_artifact
 from tests.server import running_server, wait_until
-from tests.service.test_metrics import total, wait_for_model_info
+from tests.service.test_metrics import total, wait_for_model_info, worker_pids
+
+LOADED = re.compile(r"loaded by worker pid (\d+)")
 
 FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
 
@@ -121,7 +124,11 @@ def test_a_corrupt_model_is_refused_and_the_old_one_keeps_serving(model_dir, tmp
             server.process.send_signal(signal.SIGHUP)
             assert wait_until(lambda: "model reload refused" in server.log())
             # Gunicorn still replaces the workers; the new ones boot the previous snapshot.
-            assert wait_until(lambda: server.log().count("Booting worker") >= 4)
+            # Wait until both new workers have loaded it and both old ones have exited: before
+            # that a scrape can count the old workers as the "2 live workers" it expects.
+            assert wait_until(lambda: len(LOADED.findall(server.log())) >= 4)
+            first = [int(pid) for pid in LOADED.findall(server.log())[:2]]
+            assert wait_until(lambda: not set(first) & set(worker_pids(server.process.pid)))
             samples = wait_for_model_info(server.url, old, 2)
             assert total(samples, "scl_delay_model_info", version=old) == 2
             served = traffic.served()
