@@ -40,8 +40,17 @@ with wrk (1 thread, 64 connections, 2 workers, old and new alternating three tim
 p99 63-88 ms with the old yield and 42-44 ms with this one, one fixed flight 94-111 ms against
 48-62 ms, at the same throughput (README: Performance).
 
-Finally, :class:`BurstAcceptingServer` accepts a burst of new connections in one loop turn
-instead of one per turn (the stress test's slowest requests waited there).
+:class:`BurstAcceptingServer` accepts a burst of new connections in one loop turn instead of
+one per turn (the stress test's slowest requests waited there), and keeps its worker near a
+fair share of the open connections (flask_app/conn_share.py, docs/reliability.md): it accepts
+only up to 9/8 of the accepting workers' mean, asks surplus keep-alive clients to reconnect
+(``Connection: close``) above 5/4 of it, starts accepting at a cold start only once its
+siblings can, and on a reload keeps accepting until its replacements do.
+
+Finally, deadlines for reading a request (``REQUEST_HEADER_TIMEOUT``, ``REQUEST_BODY_TIMEOUT``):
+gevent's WSGI server has none, and Gunicorn's ``timeout`` does not apply to async workers, so a
+client trickling a request in held its connection for ever. Past a deadline the client gets a
+408 JSON error and the connection is closed.
 
 gunicorn.conf.py loads this file by path (the master must not import the Flask app); the tests
 import it as ``flask_app.worker``.
