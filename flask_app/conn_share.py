@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import mmap
 
-EMPTY, BOOTING, ACCEPTING, RETIRING = 0, 1, 2, 3
+#: READY: booted, waiting for booting siblings before it accepts (a cold start).
+EMPTY, BOOTING, ACCEPTING, RETIRING, READY = 0, 1, 2, 3, 4
 _CELLS = 3  # pid, state, held
 
 
@@ -103,7 +104,8 @@ class WorkerShare:
                    if base != self.base)
 
     def cold_start(self) -> bool:
-        """Whether no worker accepts yet and a sibling is still booting (a fresh start)."""
+        """Whether no worker accepts yet and a sibling is still booting (a fresh start).
+        Call it after ``set_state(READY)``: siblings that are READY too are not waited for."""
         c, booting = self.cells, False
         for base in range(1, 1 + c[0] * _CELLS, _CELLS):
             if c[base + 1] == ACCEPTING:

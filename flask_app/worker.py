@@ -278,6 +278,7 @@ class BurstAcceptingServer(PyWSGIServer):
         (a reload's old workers, a lost worker's survivor) there is no waiting."""
         share, worker = self.share, self.worker
         if share is not None and worker is not None:
+            share.set_state(conn_share.READY)
             waited = time.monotonic()
             while (share.cold_start() and
                    time.monotonic() - waited < min(self.handover_limit, worker.cfg.timeout / 2)):

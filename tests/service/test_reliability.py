@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from flask_app.conn_share import ACCEPTING, BOOTING, ShareTable, WorkerShare
+from flask_app.conn_share import ACCEPTING, BOOTING, READY, ShareTable, WorkerShare
 from tests.server import REPO_ROOT, running_server
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None,
@@ -49,13 +49,17 @@ def test_workers_hold_about_a_fair_share_of_connections():
     a_slot, b_slot = table.assign(set()), table.assign({0})
     assert (a_slot, b_slot) == (0, 1)
     a, b = WorkerShare(table, a_slot, 101), WorkerShare(table, b_slot, 102)
-    assert a.cold_start() and b.cold_start()  # both booting: whoever is first waits
+    a.set_state(READY)
+    assert a.cold_start()  # a has booted, b has not: a waits
+    b.set_state(READY)
+    assert not a.cold_start() and not b.cold_start()  # both ready: both start
     a.set_state(ACCEPTING)
     assert not b.cold_start()  # someone accepts: no reason to wait
     for _ in range(8):  # alone, a worker takes everything and never sheds
         assert a.may_accept()
         a.opened()
     assert not a.over_share()
+    b.set_state(BOOTING)  # b is being replaced
     assert b.replacements_booting() is False and a.replacements_booting() is True
     b.set_state(ACCEPTING)  # a sibling joins with none: 8 against 0
     assert a.over_share() and not a.may_accept() and b.may_accept()
