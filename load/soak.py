@@ -53,16 +53,19 @@ CONDITIONS = ("burst-repeat", "burst-new", "batch8", "sighup", "slow", "kill9")
 _POST = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
 REPEAT_LUA = _POST + "wrk.body = '{body}'\n"
 NEW_LUA = _POST + """
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
 local n = 0
-math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
-local base = math.random(0, 400000)
 request = function()
   n = n + 1
-  local minute = (base + n * 7) % 525600
-  local day = math.floor(minute / 1440)
-  local month = math.min(12, math.floor(day / 31) + 1)
-  local body = string.format('{{"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "MES": %d, ' ..
-    '"Fecha-I": "2017-%02d-%02d %02d:%02d", "SIGLADES": "Antofagasta"}}', month, month,
+  local minute = (id * 262800 + n * 7) % 525600
+  local day = math.floor(minute / 1440) % 336
+  local month = math.floor(day / 28) + 1
+  local body = string.format('{"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "MES": %d, ' ..
+    '"Fecha-I": "2017-%02d-%02d %02d:%02d", "SIGLADES": "Antofagasta"}', month, month,
     (day % 28) + 1, math.floor(minute / 60) % 24, minute % 60)
   return wrk.format(nil, nil, nil, body)
 end
