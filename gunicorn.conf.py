@@ -119,12 +119,14 @@ def _snapshot_model() -> tuple[str, str]:
 
 def on_starting(server):
     """Master start: clear stale metrics files, snapshot the model (a bad one stops start-up),
-    make the connection-share table the workers balance by, raise the open-files limit."""
+    make the connection-share table the workers balance by, raise the open-files limit (soft,
+up to the hard limit, at most 65,536)."""
     import resource
 
+    # Room for 2 x WORKER_CONNECTIONS and more; capped, as some libraries size tables by it.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     # Kept on the arbiter, which outlives SIGHUP (this file is read again then).
     server.scl_share_table = _conn_share.ShareTable()
