@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,8 @@ class Cluster:
     instances: int = 3
     workers: int = 1
     base_port: int = 38001
+    # Explicit instance ports (tests take free ones); default base_port, base_port + 1, ...
+    instance_ports: Sequence[int] | None = None
     port: int = 38080
     model_dir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
@@ -149,10 +152,14 @@ class Cluster:
 
     # --- instances -------------------------------------------------------------------------
     def start(self) -> None:
-        for index in range(self.instances):
+        ports = list(self.instance_ports or range(self.base_port,
+                                                  self.base_port + self.instances))
+        if len(ports) != self.instances:
+            raise ValueError(f"{self.instances} instances but {len(ports)} ports: {ports}")
+        for index, port in enumerate(ports):
             tmp_dir = self.runtime_dir / f"instance-{index + 1}"
             tmp_dir.mkdir()
-            self.members.append(Instance(index, self.base_port + index,
+            self.members.append(Instance(index, port,
                                          self.runtime_dir / f"instance-{index + 1}.log", tmp_dir))
         for instance in self.members:
             self.start_instance(instance, wait=False)
@@ -213,7 +220,7 @@ class Cluster:
         conf.write_text(render_nginx([f"127.0.0.1:{m.port}" for m in self.members],
                                      listen=f"127.0.0.1:{self.port}",
                                      runtime_dir=str(self.runtime_dir)))
-        log_path = self.runtime_dir / "nginx.log"
+        log_path = self.nginx_log
         # -e: the error log before the configuration is read (the compiled-in default is under
         # /var/log, which needs root); -p: relative paths resolve here.
         with log_path.open("ab") as log:
@@ -229,6 +236,28 @@ class Cluster:
             time.sleep(0.05)
         raise RuntimeError(f"nginx not answering on {self.url}:\n"
                            f"{log_path.read_text(errors='replace')}")
+
+    @property
+    def nginx_log(self) -> Path:
+        return self.runtime_dir / "nginx.log"
+
+    def upstream_errors(self, since: int = 0) -> tuple[int, Counter[str]]:
+        """nginx's logged failed attempts after byte ``since`` of its log, by kind; and the
+        log's size now. Each is an attempt nginx passed on to the next instance (or, when none
+        was left, answered 503 itself), so a drill that failed no request but shows none here
+        did not exercise failover at all."""
+        try:
+            text = self.nginx_log.read_bytes()
+        except OSError:
+            return since, Counter()
+        kinds: Counter[str] = Counter()
+        for line in text[since:].decode(errors="replace").splitlines():
+            if "[error]" not in line:
+                continue
+            message = line.split("[error]", 1)[1]
+            message = re.sub(r"^\s*\d+#\d+: \*\d+ ", "", message).split(" while ")[0]
+            kinds[message.strip()] += 1
+        return len(text), kinds
 
     # --- all --------------------------------------------------------------------------------
     def stop(self) -> None:

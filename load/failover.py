@@ -56,6 +56,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    over_1s: int
     errors: dict[str, int]
     in_window: int = 0
     failures_in_window: int = 0
@@ -76,6 +77,7 @@ def summarise(records: dict, window: tuple[float, float] | None = None) -> LoadR
                         p50_ms=percentile(ordered, 50) * 1000,
                         p99_ms=percentile(ordered, 99) * 1000,
                         max_ms=(ordered[-1] * 1000 if ordered else 0.0),
+                        over_1s=sum(1 for latency in latencies if latency > 1.0),
                         errors=dict(records.get("errors", {})))
     if window is not None:
         begin, end = window
@@ -162,6 +164,7 @@ def run_drill(cluster: Cluster, action: Callable[[], dict], args) -> LoadResult:
     client = LoadClient(cluster.url, args.connections, args.max_seconds, args.timeout)
     try:
         client.wait_running(args.lead_seconds)
+        log_offset, _ = cluster.upstream_errors()
         begin = time.monotonic()
         notes = action()
         end = time.monotonic()
@@ -172,8 +175,10 @@ def run_drill(cluster: Cluster, action: Callable[[], dict], args) -> LoadResult:
             client.process.kill()
             client.process.wait()
         raise
+    _, retried = cluster.upstream_errors(log_offset)
     result = summarise(records, (begin, end))
     notes["action_s"] = round(end - begin, 2)
+    notes["nginx_upstream_errors"] = dict(retried)
     result.notes = notes
     return result
 
@@ -181,7 +186,8 @@ def run_drill(cluster: Cluster, action: Callable[[], dict], args) -> LoadResult:
 def report(name: str, result: LoadResult) -> str:
     errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) or "none"
     return (f"{name:<8} requests {result.requests:>7,}  failures {result.failures:>3}  "
-            f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  max {result.max_ms:7.1f} ms"
+            f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
+            f"max {result.max_ms:7.1f} ms (>1 s: {result.over_1s})"
             f"  {result.rps:7.1f} req/s  sent during the action {result.in_window:,} "
             f"(failed {result.failures_in_window})\n"
             f"         action took {result.notes.get('action_s')} s; errors: {errors}; "
@@ -193,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", 3)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("INSTANCE_WORKERS", 1)))
     parser.add_argument("--base-port", type=int, default=int(os.environ.get("BASE_PORT", 38001)))
+    parser.add_argument("--instance-ports", default="",
+                        help="comma-separated ports, one per instance (instead of --base-port)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("NGINX_PORT", 38080)))
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--drills", default=",".join(DRILLS),
@@ -217,8 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown drills: {', '.join(sorted(unknown))}")
 
     results: dict[str, LoadResult] = {}
+    ports = [int(p) for p in args.instance_ports.split(",") if p.strip()] or None
     with Cluster(instances=args.instances, workers=args.workers, base_port=args.base_port,
-                 port=args.port, keep_files=args.keep_files) as cluster:
+                 instance_ports=ports, port=args.port, keep_files=args.keep_files) as cluster:
         print(f"{args.instances} instances x {args.workers} worker(s) behind nginx at "
               f"{cluster.url}; {args.connections} client connections", flush=True)
         for name in drills:
