@@ -93,9 +93,13 @@ failover: $(VENV)/.dev-installed  ## under load via nginx: rolling restart + kil
 	@mkdir -p reports
 	$(BIN)/python -m load.failover $(CLUSTER_ARGS) --json reports/failover.json
 
-cluster-scaling: $(VENV)/.dev-installed  ## throughput through nginx with 1..INSTANCES instances -> reports/scaling.json
+# instances x workers each; 1x2 is one instance using both cores, for comparison.
+SCALING_LAYOUTS ?= 1x1,2x1,3x1,1x2
+
+cluster-scaling: $(VENV)/.dev-installed  ## req/s through nginx for SCALING_LAYOUTS (1, 2, 3 instances) -> reports/scaling.json
 	@mkdir -p reports
-	$(BIN)/python -m load.scaling $(CLUSTER_ARGS) --json reports/scaling.json
+	$(BIN)/python -m load.scaling --layouts $(SCALING_LAYOUTS) --base-port $(BASE_PORT) \
+		--port $(NGINX_PORT) --json reports/scaling.json
 
 clean:
 	rm -rf reports .pytest_cache .ruff_cache
