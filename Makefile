@@ -86,7 +86,7 @@ NGINX_PORT ?= 38080
 CLUSTER_ARGS = --instances $(INSTANCES) --workers $(INSTANCE_WORKERS) --base-port $(BASE_PORT) \
 	--port $(NGINX_PORT)
 
-cluster: $(VENV)/.dev-installed  ## INSTANCES= copies of the service behind nginx on $$NGINX_PORT (38080); Ctrl-C stops all
+cluster: $(VENV)/.runtime-installed  ## INSTANCES= copies of the service behind nginx on $$NGINX_PORT (38080); Ctrl-C stops all
 	$(BIN)/python -m load.cluster $(CLUSTER_ARGS)
 
 failover: $(VENV)/.dev-installed  ## under load via nginx: rolling restart + kill -9; exits 1 on any failed request

@@ -314,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(1)
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr)
+    except RuntimeError as error:  # nginx missing, an instance that would not start, ...
+        print(f"make cluster: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
