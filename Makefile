@@ -93,8 +93,9 @@ failover: $(VENV)/.dev-installed  ## under load via nginx: rolling restart + kil
 	@mkdir -p reports
 	$(BIN)/python -m load.failover $(CLUSTER_ARGS) --json reports/failover.json
 
-# instances x workers each; 1x2 is one instance using both cores, for comparison.
-SCALING_LAYOUTS ?= 1x1,2x1,3x1,1x2
+# instances x workers each (:round_robin = nginx's default balancing instead of least_conn);
+# 1x2 is one instance using both cores, for comparison.
+SCALING_LAYOUTS ?= 1x1,2x1,3x1,1x2,2x1:round_robin,3x1:round_robin
 
 cluster-scaling: $(VENV)/.dev-installed  ## req/s through nginx for SCALING_LAYOUTS (1, 2, 3 instances) -> reports/scaling.json
 	@mkdir -p reports

@@ -67,10 +67,18 @@ class Recorder:
         self.latencies: list[float] = []
         self.statuses: list[int] = []
         self.errors: Counter[str] = Counter()
+        # The first few failures in full (when, what), to match against the server logs.
+        self.samples: list[tuple[float, str]] = []
+
+    def failed(self, started: float, what: str) -> None:
+        if len(self.samples) < 20:
+            self.samples.append((started, what))
 
     def as_dict(self) -> dict:
         return {"starts": self.starts, "latencies": self.latencies, "statuses": self.statuses,
-                "errors": dict(self.errors)}
+                "errors": dict(self.errors), "samples": self.samples,
+                # Add to a monotonic time to get the wall clock the server logs use.
+                "wall_minus_monotonic": time.time() - time.monotonic()}
 
 
 def connection_loop(host: str, port: int, bodies: Sequence[bytes], offset: int,
@@ -90,9 +98,13 @@ def connection_loop(host: str, port: int, bodies: Sequence[bytes], offset: int,
             status = response.status_code
             if status == 200 and not answer.startswith(b'{"predictions"'):
                 recorder.errors["200 without predictions"] += 1
+                recorder.failed(started, f"200 without predictions: {answer[:200]!r}")
                 status = -1
+            elif status != 200:
+                recorder.failed(started, f"HTTP {status}: {answer[:200]!r}")
         except Exception as exc:  # every transport failure counts, by kind
             recorder.errors[type(exc).__name__] += 1
+            recorder.failed(started, f"{type(exc).__name__}: {exc}"[:300])
             client.close()
             client = HTTPClient(host, port, connection_timeout=timeout, network_timeout=timeout)
         recorder.starts.append(started)

@@ -50,15 +50,21 @@ def nginx_fail_timeout() -> float:
     return float(found[0])
 
 
+BALANCING = ("least_conn", "round_robin")
+
+
 def render_nginx(upstreams: Sequence[str], listen: str, runtime_dir: str,
-                 worker_processes: str = "1") -> str:
-    """The nginx configuration for these instances; an unknown template variable is an error."""
+                 worker_processes: str = "1", balancing: str = "least_conn") -> str:
+    """The nginx configuration for these instances; an unknown template variable is an error.
+    ``balancing="round_robin"`` (nginx's default) exists for comparing the two."""
+    if balancing not in BALANCING:
+        raise ValueError(f"balancing must be one of {BALANCING}, got {balancing!r}")
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_TEMPLATE.parent),
                                      undefined=jinja2.StrictUndefined,
                                      keep_trailing_newline=True, autoescape=False)
     template = environment.get_template(NGINX_TEMPLATE.name)
     return template.render(upstreams=list(upstreams), listen=listen, runtime_dir=runtime_dir,
-                           worker_processes=worker_processes)
+                           worker_processes=worker_processes, balancing=balancing)
 
 
 def render_compose_nginx() -> str:
@@ -125,6 +131,7 @@ class Cluster:
     model_dir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     nginx: str = "nginx"
+    balancing: str = "least_conn"
     ready_timeout: float = 90.0
     keep_files: bool = False
     runtime_dir: Path = field(init=False)
@@ -219,7 +226,8 @@ class Cluster:
         conf = self.runtime_dir / "nginx.conf"
         conf.write_text(render_nginx([f"127.0.0.1:{m.port}" for m in self.members],
                                      listen=f"127.0.0.1:{self.port}",
-                                     runtime_dir=str(self.runtime_dir)))
+                                     runtime_dir=str(self.runtime_dir),
+                                     balancing=self.balancing))
         log_path = self.nginx_log
         # -e: the error log before the configuration is read (the compiled-in default is under
         # /var/log, which needs root); -p: relative paths resolve here.

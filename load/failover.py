@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from load.cluster import REPO, Cluster, nginx_fail_timeout
@@ -58,6 +59,7 @@ class LoadResult:
     max_ms: float
     over_1s: int
     errors: dict[str, int]
+    samples: list = field(default_factory=list)
     in_window: int = 0
     failures_in_window: int = 0
     notes: dict = field(default_factory=dict)
@@ -78,11 +80,17 @@ def summarise(records: dict, window: tuple[float, float] | None = None) -> LoadR
                         p99_ms=percentile(ordered, 99) * 1000,
                         max_ms=(ordered[-1] * 1000 if ordered else 0.0),
                         over_1s=sum(1 for latency in latencies if latency > 1.0),
-                        errors=dict(records.get("errors", {})))
+                        errors=dict(records.get("errors", {})),
+                        samples=[(datetime.fromtimestamp(start + records.get(
+                            "wall_minus_monotonic", 0.0), UTC).isoformat(timespec="milliseconds"),
+                            what) for start, what in records.get("samples", [])])
     if window is not None:
         begin, end = window
-        inside = [status for start, status in zip(starts, statuses, strict=True)
-                  if begin <= start <= end]
+        # In flight at any moment of the action: sent before it ended, answered after it began
+        # (a request in flight when an instance is killed counts).
+        inside = [status for start, latency, status in zip(starts, latencies, statuses,
+                                                           strict=True)
+                  if start <= end and start + latency >= begin]
         result.in_window = len(inside)
         result.failures_in_window = sum(1 for status in inside if status != 200)
     return result
@@ -188,10 +196,11 @@ def report(name: str, result: LoadResult) -> str:
     return (f"{name:<8} requests {result.requests:>7,}  failures {result.failures:>3}  "
             f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
             f"max {result.max_ms:7.1f} ms (>1 s: {result.over_1s})"
-            f"  {result.rps:7.1f} req/s  sent during the action {result.in_window:,} "
+            f"  {result.rps:7.1f} req/s  in flight during the action {result.in_window:,} "
             f"(failed {result.failures_in_window})\n"
             f"         action took {result.notes.get('action_s')} s; errors: {errors}; "
-            f"{json.dumps({k: v for k, v in result.notes.items() if k != 'action_s'})}")
+            f"{json.dumps({k: v for k, v in result.notes.items() if k != 'action_s'})}"
+            + "".join(f"\n         failed: {when} {what}" for when, what in result.samples))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,12 +26,14 @@ from load.cpu import tree_cpu_seconds
 from load.failover import LoadClient, summarise
 
 
-def parse_layouts(text: str) -> list[tuple[int, int]]:
-    """``"1x1,2x1"`` -> [(1, 1), (2, 1)]: instances x workers per instance."""
+def parse_layouts(text: str) -> list[tuple[int, int, str]]:
+    """``"1x1,3x1:round_robin"`` -> [(1, 1, "least_conn"), (3, 1, "round_robin")]: instances x
+    workers per instance, and nginx's balancing (least_conn unless named)."""
     layouts = []
     for part in text.split(","):
-        instances, _, workers = part.strip().partition("x")
-        layouts.append((int(instances), int(workers or 1)))
+        shape, _, balancing = part.strip().partition(":")
+        instances, _, workers = shape.partition("x")
+        layouts.append((int(instances), int(workers or 1), balancing or "least_conn"))
     return layouts
 
 
@@ -39,9 +41,9 @@ def cpu_of(pids: Sequence[int]) -> float:
     return sum(tree_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
-def measure(instances: int, workers: int, args) -> dict:
+def measure(instances: int, workers: int, balancing: str, args) -> dict:
     with Cluster(instances=instances, workers=workers, base_port=args.base_port,
-                 port=args.port) as cluster:
+                 port=args.port, balancing=balancing) as cluster:
         warm = LoadClient(cluster.url, args.connections, args.warmup + 30, args.timeout)
         warm.wait_running(args.warmup)
         warm.finish()
@@ -63,7 +65,8 @@ def measure(instances: int, workers: int, args) -> dict:
     window["errors"] = records["errors"]
     result = summarise(window)
     wall = end - begin
-    return {"instances": instances, "workers": workers, "wall_s": round(wall, 2),
+    return {"instances": instances, "workers": workers, "balancing": balancing,
+            "wall_s": round(wall, 2),
             "requests": result.requests, "rps": round(result.requests / wall, 1),
             "failures": result.failures, "p50_ms": round(result.p50_ms, 1),
             "p99_ms": round(result.p99_ms, 1),
@@ -78,7 +81,8 @@ def measure(instances: int, workers: int, args) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layouts", default="1x1,2x1,3x1,1x2",
-                        help="instances x workers per instance, comma-separated")
+                        help="instances x workers per instance, comma-separated; "
+                             "':round_robin' after one compares nginx's default balancing")
     parser.add_argument("--instances", type=int, default=None,
                         help="instead of --layouts: 1..N instances of --workers workers")
     parser.add_argument("--workers", type=int, default=1)
@@ -90,15 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--json", help="write the rows here as JSON")
     args = parser.parse_args(argv)
-    layouts = ([(n, args.workers) for n in range(1, args.instances + 1)] if args.instances
-               else parse_layouts(args.layouts))
+    layouts = ([(n, args.workers, "least_conn") for n in range(1, args.instances + 1)]
+               if args.instances else parse_layouts(args.layouts))
     rows = []
-    print(f"{'layout':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'fail':>5} "
+    print(f"{'layout':<17} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'fail':>5} "
           f"{'cores: instances':>17} {'nginx':>6} {'client':>7} {'CPU ms/req':>11}", flush=True)
-    for instances, workers in layouts:
-        row = measure(instances, workers, args)
+    for instances, workers, balancing in layouts:
+        row = measure(instances, workers, balancing, args)
         rows.append(row)
-        print(f"{instances}x{workers:<5} {row['rps']:>8.1f} {row['p50_ms']:>7.1f} "
+        name = f"{instances}x{workers} {balancing}"
+        print(f"{name:<17} {row['rps']:>8.1f} {row['p50_ms']:>7.1f} "
               f"{row['p99_ms']:>7.1f} {row['failures']:>5} {row['cores_instances']:>17.2f} "
               f"{row['cores_nginx']:>6.2f} {row['cores_client']:>7.2f} "
               f"{row['cpu_ms_per_request_instances']:>11.3f}", flush=True)
