@@ -251,9 +251,9 @@ class Cluster:
 
     def upstream_errors(self, since: int = 0) -> tuple[int, Counter[str]]:
         """nginx's logged failed attempts after byte ``since`` of its log, by kind; and the
-        log's size now. Each is an attempt nginx passed on to the next instance (or, when none
-        was left, answered 503 itself), so a drill that failed no request but shows none here
-        did not exercise failover at all."""
+        log's size now. One met before any of the answer reached the client was passed on to the
+        next instance (or, when none was left, answered 503 by nginx itself), so a drill that
+        failed no request but shows none here did not exercise failover at all."""
         try:
             text = self.nginx_log.read_bytes()
         except OSError:
@@ -263,7 +263,9 @@ class Cluster:
             if "[error]" not in line:
                 continue
             message = line.split("[error]", 1)[1]
-            message = re.sub(r"^\s*\d+#\d+: \*\d+ ", "", message).split(" while ")[0]
+            # Keep the phase ("while reading response header": nothing reached the client yet, so
+            # nginx retried; "while reading upstream": the answer had begun, so it could not).
+            message = re.sub(r"^\s*\d+#\d+: \*\d+ ", "", message).split(", client:")[0]
             kinds[message.strip()] += 1
         return len(text), kinds
 
