@@ -10,9 +10,10 @@ running before, during and after it:
    the remaining instances for ``--down-seconds``, then the instance is started again.
 
 For each drill it prints requests, failures (refused or reset connections, timeouts, non-200
-answers: the client retries nothing), p50/p99/max latency and how many of the requests were sent
-while the drill's action was under way. It exits 1 on any failed request, or when a drill saw
-fewer than ``--min-requests`` requests sent while its action was under way.
+answers: the client retries nothing), p50/p99/max latency, how many requests were in flight at
+some moment of the drill's action, and the failed attempts nginx logged (the failover it did).
+It exits 1 on any failed request, or when fewer than ``--min-requests`` requests were in flight
+during a drill's action.
 
     python -m load.failover [--instances 3] [--workers 1] [--connections 64]
                             [--min-requests 10000] [--drills rolling,kill] [--json FILE]
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drills", default=",".join(DRILLS),
                         help="comma-separated, from: " + ", ".join(DRILLS))
     parser.add_argument("--min-requests", type=int, default=10000,
-                        help="fail a drill with fewer requests sent while its action ran")
+                        help="fail a drill with fewer requests in flight while its action ran")
     parser.add_argument("--lead-seconds", type=float, default=3.0,
                         help="load before each action")
     parser.add_argument("--tail-seconds", type=float, default=2.0, help="load after each action")
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failed:
         print(f"FAILED: failed requests in {', '.join(failed)}", file=sys.stderr)
     if short:
-        print(f"FAILED: fewer than {args.min_requests} requests sent during the action of "
+        print(f"FAILED: fewer than {args.min_requests} requests in flight during the action of "
               f"{', '.join(short)}",
               file=sys.stderr)
     return 1 if failed or short else 0
