@@ -23,7 +23,7 @@ pytestmark = pytest.mark.server
 def run(url: str, prefix: Path, min_requests: int) -> tuple[subprocess.CompletedProcess, dict]:
     done = subprocess.run(
         [str(LOCUST), "-f", "locustfile.py", "--processes", "2", "--headless", "--host", url,
-         "-u", "4", "-r", "4", "-t", "4s", "--tags", "single", "--only-summary",
+         "-u", "4", "-r", "4", "-t", "3s", "--tags", "single", "--only-summary",
          "--min-requests", str(min_requests), "--csv", str(prefix)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     with open(f"{prefix}_stats.csv", newline="") as handle:
