@@ -99,7 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     print(f"{'layout':<17} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'fail':>5} "
           f"{'cores: instances':>17} {'nginx':>6} {'client':>7} {'CPU ms/req':>11}", flush=True)
-    for instances, workers, balancing in layouts:
+    base_port, port = args.base_port, args.port
+    for index, (instances, workers, balancing) in enumerate(layouts):
+        # Fresh ports per layout: the last layout's closed connections linger in TIME_WAIT on
+        # ports of this range (it lies inside Linux's ephemeral range) and can block a bind.
+        args.base_port, args.port = base_port + 10 * index, port + index
         row = measure(instances, workers, balancing, args)
         rows.append(row)
         name = f"{instances}x{workers} {balancing}"
