@@ -59,7 +59,7 @@ def test_rolling_restart_and_kill_fail_no_request_through_nginx(tiny_model_dir: 
     assert len(rolling["notes"]["instances"]) == 2
     # A kill -9 can land between the two writes in which gevent's WSGI server sends an answer
     # (headers, then body): nginx has then passed the headers on and cannot retry, and the
-    # client gets a cut answer (docs/deployment.md: 2 of the first 17 kills). Any failure
+    # client gets a cut answer (docs/deployment.md: twice in 25 kills). Any failure
     # of the kill drill must be one of those, logged by nginx as cut mid-answer.
     kill = drills["kill"]
     cut = sum(count for kind, count in kill["notes"]["nginx_upstream_errors"].items()
