@@ -258,3 +258,54 @@ def test_oversized_request_lines_and_headers_are_refused_and_the_worker_lives_on
             assert answer.startswith(b"HTTP/1.1 400 ")
         after = get(connect(server.url))
         assert after.status == 200 and int(after.getheader("X-Worker-PID")) == pid
+
+
+class _CountingSocket:
+    """An accepted socket that counts the writes made on it (everything else passes)."""
+
+    def __init__(self, sock: socket.socket, writes: list[int]) -> None:
+        self._sock, self._writes = sock, writes
+
+    def sendall(self, data: bytes) -> None:
+        self._writes.append(len(data))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def test_an_answer_leaves_in_one_write_so_a_kill_cannot_cut_it_between_headers_and_body():
+    """gevent writes the headers and the body separately; a worker killed in between leaves a
+    balancer holding half an answer it may not retry. The handler sends both at once."""
+    from types import SimpleNamespace
+
+    from gevent.pywsgi import WSGIServer
+
+    from flask_app.worker import RetiringHandler
+
+    body = b'{"predictions":[{"delay_probability":0.2,"delayed":true}]}'
+    writes: list[int] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    class Server(WSGIServer):
+        share = None
+
+        def handle(self, sock, address):
+            super().handle(_CountingSocket(sock, writes), address)
+
+    server = Server(("127.0.0.1", 0), app, handler_class=RetiringHandler)
+    server.log = SimpleNamespace(access_log_enabled=False)  # as Gunicorn's logger says
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+            answers = read_answers(client, 2)
+    finally:
+        server.stop()
+    assert answers.count(body) == 2
+    # One write per answer, each holding the status line, the headers and the whole body.
+    assert len(writes) == 2
+    assert sum(writes) == len(answers)
