@@ -193,14 +193,24 @@ class FittedModel:
     seed: int
 
 
-def fit_pipeline(levels: Mapping[str, np.ndarray], y: np.ndarray, rows: np.ndarray, seed: int,
-                 max_rounds: int = MAX_ROUNDS) -> FittedModel:
-    """Validation split -> early stopping (number of trees) -> threshold -> refit on ``rows``.
+@dataclass
+class Probe:
+    """A booster early-stopped on a validation split of its training flights, and what that
+    validation chose (number of trees, decision threshold)."""
 
-    Everything is decided from ``rows`` alone, so a holdout evaluated after this call was never
-    looked at; the shipped model is this same function applied to every row.
-    """
+    booster: xgb.Booster
+    n_estimators: int
+    threshold: ThresholdChoice
+    validation_rows: int
+
+
+def fit_probe(levels: Mapping[str, np.ndarray], y: np.ndarray, rows: np.ndarray, seed: int,
+              max_rounds: int = MAX_ROUNDS) -> Probe:
+    """Validation split of ``rows`` -> early stopping (number of trees) -> threshold."""
     y_rows = y[rows]
+    if len(np.unique(y_rows)) < 2:
+        raise ValueError(f"the {len(rows)} training flights are all of one class "
+                         f"(delay_15={int(y_rows[0]) if len(rows) else '-'}): nothing to learn")
     fit_pos, val_pos = stratified_split(y_rows, VALIDATION_FRACTION, seed)
     fit_rows, val_rows = rows[fit_pos], rows[val_pos]
     x_fit, y_fit = stack(levels, y, fit_rows)
@@ -208,10 +218,23 @@ def fit_pipeline(levels: Mapping[str, np.ndarray], y: np.ndarray, rows: np.ndarr
     probe, n_trees = fit_booster(x_fit, y_fit, max_rounds, seed, x_val, y_val)
     val_preds = {level: predict(probe, levels[level][val_rows], n_trees) for level in LEVELS}
     choice = choose_threshold(val_preds, y[val_rows])
+    return Probe(booster=probe, n_estimators=n_trees, threshold=choice,
+                 validation_rows=len(val_rows))
+
+
+def fit_pipeline(levels: Mapping[str, np.ndarray], y: np.ndarray, rows: np.ndarray, seed: int,
+                 max_rounds: int = MAX_ROUNDS) -> FittedModel:
+    """Validation split -> early stopping (number of trees) -> threshold -> refit on ``rows``.
+
+    Everything is decided from ``rows`` alone, so a holdout evaluated after this call was never
+    looked at; the shipped model is this same function applied to every row.
+    """
+    probe = fit_probe(levels, y, rows, seed, max_rounds)
     x_all, y_all = stack(levels, y, rows)
-    final, _ = fit_booster(x_all, y_all, n_trees, seed)
-    return FittedModel(booster=final, n_estimators=n_trees, threshold=choice,
-                       validation_rows=len(val_rows), seed=seed)
+    final, _ = fit_booster(x_all, y_all, probe.n_estimators, seed)
+    return FittedModel(booster=final, n_estimators=probe.n_estimators,
+                       threshold=probe.threshold, validation_rows=probe.validation_rows,
+                       seed=seed)
 
 
 def level_matrices(levels: Mapping[str, np.ndarray], rows: Sequence[int] | np.ndarray,
