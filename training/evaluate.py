@@ -49,6 +49,7 @@ from training.modeling import (
     LEVELS,
     MAX_ROUNDS,
     TARGET,
+    day_numbers,
     encode_levels,
     fit_pipeline,
     fit_probe,
@@ -176,7 +177,7 @@ def evaluate_holdout(name: str, frame: pd.DataFrame, levels: dict[str, np.ndarra
     """Fit on the holdout's training flights and score its test flights at every level."""
     train, test = SPLITS[name](frame)
     started = time.perf_counter()
-    fitted = fit_pipeline(levels, y, train, seed, max_rounds=max_rounds)
+    fitted = fit_pipeline(levels, y, day_numbers(frame), train, seed, max_rounds=max_rounds)
     threshold = fitted.threshold.threshold
     result: dict[str, Any] = {
         "train_rows": len(train), "test_rows": len(test),
@@ -204,9 +205,10 @@ def evaluate_rolling(frame: pd.DataFrame, levels: dict[str, np.ndarray], y: np.n
                      seed: int, max_rounds: int = MAX_ROUNDS) -> dict[str, Any]:
     """Rolling origin: per test month, a booster fit on the months before it; the mean."""
     started = time.perf_counter()
+    days = day_numbers(frame)
     folds = []
     for k, train, test in rolling_folds(frame):
-        probe = fit_probe(levels, y, train, seed, max_rounds)
+        probe = fit_probe(levels, y, days, train, seed, max_rounds)
         threshold = probe.threshold.threshold
         fold_levels = {}
         for level in LEVELS:

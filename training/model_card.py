@@ -160,11 +160,12 @@ def render_model_card(metadata: dict[str, Any], results: dict[str, Any],
     ]
     if drift:
         (e0, e1, er), (l0, l1, lr) = drift["early"], drift["late"]
+        direction = "under" if lr > er else "over"
         lines.append(f"- **The delay rate drifts**: {er:.2f} from {e0} to {e1}, {lr:.2f} from "
-                     f"{l0} to {l1}. A model that has not seen the later months under-predicts "
-                     "them (see the forward evaluation's calibration); the shipped model is "
-                     "trained on the whole period, so its average matches the whole period's "
-                     "rate, not a future season's.")
+                     f"{l0} to {l1}. A model that has not seen the later months {direction}-"
+                     "predicts them (see the forward evaluation's calibration); the shipped "
+                     "model is trained on the whole period, so its average matches the whole "
+                     "period's rate, not a future season's.")
     lines += [
         "",
         "## Evaluation",

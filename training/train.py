@@ -45,6 +45,7 @@ from training.modeling import (
     TARGET,
     THRESHOLD_RULE,
     VALIDATION_FRACTION,
+    day_numbers,
     encode_levels,
     fit_pipeline,
     params_for,
@@ -110,7 +111,8 @@ def train(data: str | None, out: str | Path, seed: int = DEFAULT_SEED, evaluate:
                                max_rounds=max_rounds)
         log(format_table(results))
 
-    fitted = fit_pipeline(levels, y, np.arange(len(frame)), seed, max_rounds=max_rounds)
+    fitted = fit_pipeline(levels, y, day_numbers(frame), np.arange(len(frame)), seed,
+                          max_rounds=max_rounds)
     dataset = data_report.as_dict()
     dataset["path"] = Path(dataset["path"]).name
     metadata: dict[str, Any] = {
