@@ -84,6 +84,6 @@ def test_validation_days_keep_each_day_on_one_side() -> None:
     assert len(fit) + len(val) == 5000 and not set(fit) & set(val)
     assert not set(days[fit]) & set(days[val])
     assert len(set(days[val])) == round(0.2 * len(set(days)))
-    again_fit, again_val = day_split(days, 0.2, seed=3)
+    _, again_val = day_split(days, 0.2, seed=3)
     assert again_val.tolist() == val.tolist()
     assert day_split(days, 0.2, seed=4)[1].tolist() != val.tolist()
