@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -17,6 +18,8 @@ bp = Blueprint("api", __name__)
 QUERY_SCHEMA = PredictQuerySchema()
 
 SCHEMAS = "schemas"
+# Where the artifact (and its MODEL_CARD.md) lives in the repository.
+MODEL_DIR_NAME = "model_artifacts"
 
 
 def read_body() -> bytes:
@@ -113,8 +116,25 @@ def describe_model():
     meta = model.metadata
     keys = ("model_version", "trained_at", "training_seconds", "threshold", "threshold_rule",
             "feature_spec", "holdout_metrics", "base_rate", "training_scheme", "calibration",
-            "n_estimators", "params", "seed", "dataset", "libraries", "model_format")
-    return jsonify({k: meta[k] for k in keys if k in meta})
+            "n_estimators", "params", "seed", "dataset", "libraries", "model_format",
+            "training_period")
+    body = {k: meta[k] for k in keys if k in meta}
+    if "model_card" in meta:
+        body["model_card"] = {"url": url_for("api.model_card"),
+                              "file": f"{MODEL_DIR_NAME}/{meta['model_card']}"}
+    return jsonify(body)
+
+
+@bp.get("/model/card")
+def model_card():
+    """The model card written next to the served model by ``make train`` (Markdown)."""
+    name = get_model().metadata.get("model_card")
+    path = Path(current_app.config["MODEL_DIR"]) / name if name else None
+    if path is None or not path.is_file():
+        raise ApiError(404, "this model was saved without a model card (retrain with "
+                            "`make train` to write MODEL_CARD.md)")
+    return current_app.response_class(path.read_text(encoding="utf-8"),
+                                       mimetype="text/markdown")
 
 
 @bp.get("/")

@@ -45,6 +45,10 @@ class ExplanationSchema(Schema):
     contributions = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
                                 metadata={"description": "Log-odds each input (or part of "
                                           "Fecha-I) added; positive means later"})
+    by_input = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
+                           metadata={"description": "The same contributions summed per request "
+                                     "field: every part of Fecha-I (weekday, hour, holidays...) "
+                                     "under Fecha-I"})
     not_given = fields.List(fields.String(), required=True, metadata={
         "description": "Contributions of optional inputs the request left out (the effect "
                        "of not knowing them)"})
@@ -113,6 +117,10 @@ def _description(model: DelayModel, max_batch_size: int) -> str:
     lines = [
         "Probability that a flight departing Santiago de Chile (SCL) leaves **more than 15 "
         "minutes late**, from an XGBoost model trained on the SCL 2017 flight log.",
+        "",
+        "* `Fecha-I` may be in any year (2016, 2027, ...): it is encoded from calendar facts "
+        "that recur every year (weekday, hour, high season, Chilean public holidays and long "
+        "weekends), never from the date's position in the training year.",
         "",
         "* `delay_probability` is a calibrated probability in [0, 1]: among many flights "
         "given 0.3, about 30% are delayed.",

@@ -139,8 +139,9 @@ def flight_schema_class(spec: FeatureSpec) -> type[Schema]:
                                       "example": 1})
         fecha = ScheduledDeparture(data_key="Fecha-I", attribute="Fecha-I", load_default=None,
                                    allow_none=True,
-                                   metadata={"description": "Scheduled departure, local time "
-                                             "(optional; sharpens the estimate)",
+                                   metadata={"description": "Scheduled departure, local time, "
+                                             "any year (optional; sharpens the estimate "
+                                             "through weekday, hour and Chilean holidays)",
                                              "type": "string",
                                              "example": "2017-01-15 08:30"})
         SIGLADES = Vocabulary(spec.destinations, "destination", load_default=None,

@@ -3,11 +3,15 @@
 ``python -m training.train --data PATH --out model_artifacts`` (what ``make train`` runs):
 
 1. load and validate the CSV (:mod:`training.data`), encode every flight once per input level;
-2. evaluate on both holdouts against the baselines (:mod:`training.evaluate`);
+2. evaluate forward in time (temporal and rolling-origin holdouts, defined from the data's own
+   months) and on the notebook split, against the baselines (:mod:`training.evaluate`);
 3. fit the shipped model with the same procedure on every row: a validation split picks the
    number of trees and the decision threshold, then the booster is refit on all flights;
-4. save ``model.ubj`` + ``metadata.json`` (:mod:`training.artifacts`) and the report
-   (:mod:`training.report`).
+4. save ``model.ubj`` + ``metadata.json`` (:mod:`training.artifacts`), the report
+   (:mod:`training.report`) and ``MODEL_CARD.md`` (:mod:`training.model_card`).
+
+Any period trains: a partial or a later year works, and data too short for a protocol stops
+with one line naming what is missing (``--holdouts`` leaves protocols out).
 
 Same data + same ``--seed`` give a byte-identical ``model.ubj`` (hist, fixed seed and nthread).
 """
@@ -22,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import holidays
 import numpy as np
 import pandas as pd
 import sklearn
@@ -29,8 +34,9 @@ import xgboost as xgb
 
 from training.artifacts import save_artifact
 from training.data import DataError, load_flights
-from training.evaluate import HOLDOUTS, format_table, run_holdouts, summarize
+from training.evaluate import HOLDOUTS, check_holdouts, format_table, run_holdouts, summarize
 from training.features import INPUT_LEVELS
+from training.model_card import MODEL_CARD_FILE, write_model_card
 from training.modeling import (
     DEFAULT_SEED,
     EARLY_STOPPING_ROUNDS,
@@ -39,6 +45,7 @@ from training.modeling import (
     TARGET,
     THRESHOLD_RULE,
     VALIDATION_FRACTION,
+    day_numbers,
     encode_levels,
     fit_pipeline,
     params_for,
@@ -56,7 +63,29 @@ TRAINING_SCHEME = (
 
 def library_versions() -> dict[str, str]:
     return {"xgboost": xgb.__version__, "numpy": np.__version__, "pandas": pd.__version__,
-            "sklearn": sklearn.__version__, "python": platform.python_version()}
+            "sklearn": sklearn.__version__, "holidays": holidays.__version__,
+            "python": platform.python_version()}
+
+
+def training_period(frame: pd.DataFrame) -> dict[str, Any]:
+    """The span of scheduled departures the model learned from (GET /model returns it)."""
+    when = frame["Fecha-I"]
+    return {"first_departure": when.min().strftime("%Y-%m-%d %H:%M"),
+            "last_departure": when.max().strftime("%Y-%m-%d %H:%M"),
+            "months": sorted(set(when.dt.strftime("%Y-%m"))), "flights": len(frame)}
+
+
+def parse_holdouts(text: str) -> tuple[str, ...]:
+    """``--holdouts`` value: a comma-separated subset of HOLDOUTS, or ``none``."""
+    names = tuple(h.strip() for h in text.split(",") if h.strip())
+    if names == ("none",):
+        return ()
+    unknown = sorted(set(names) - set(HOLDOUTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown holdout(s) {', '.join(unknown)}; choose from {', '.join(HOLDOUTS)} "
+            "or none")
+    return names
 
 
 def train(data: str | None, out: str | Path, seed: int = DEFAULT_SEED, evaluate: bool = True,
@@ -67,23 +96,31 @@ def train(data: str | None, out: str | Path, seed: int = DEFAULT_SEED, evaluate:
     frame, data_report = load_flights(data)
     for line in data_report.lines():
         log(line)
+    y = frame[TARGET].to_numpy()
+    if len(frame) < 2 or len(np.unique(y)) < 2:
+        raise DataError(f"the {len(frame)} usable flights are not both delayed and on time "
+                        "(delay_15): a model needs examples of each")
+    if evaluate:  # before any fitting, so a too-short file fails in a second, not a minute
+        check_holdouts(frame, holdouts)
     spec = spec_for(frame)
     levels = encode_levels(spec, frame)
-    y = frame[TARGET].to_numpy()
 
     results: dict[str, Any] = {}
-    if evaluate:
+    if evaluate and holdouts:
         results = run_holdouts(frame, seed, holdouts, spec=spec, levels=levels,
                                max_rounds=max_rounds)
         log(format_table(results))
 
-    fitted = fit_pipeline(levels, y, np.arange(len(frame)), seed, max_rounds=max_rounds)
+    fitted = fit_pipeline(levels, y, day_numbers(frame), np.arange(len(frame)), seed,
+                          max_rounds=max_rounds)
     dataset = data_report.as_dict()
     dataset["path"] = Path(dataset["path"]).name
     metadata: dict[str, Any] = {
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "training_seconds": round(time.perf_counter() - started, 1),
         "dataset": dataset,
+        "training_period": training_period(frame),
+        "model_card": MODEL_CARD_FILE,
         "libraries": library_versions(),
         "params": params_for(seed),
         "n_estimators": fitted.n_estimators,
@@ -104,12 +141,13 @@ def train(data: str | None, out: str | Path, seed: int = DEFAULT_SEED, evaluate:
     }
     written = save_artifact(out, fitted.booster, spec, fitted.threshold.threshold, metadata)
     stale = Path(out) / "report"
-    if not (evaluate and report) and stale.exists():
+    if not (results and report) and stale.exists():
         log(f"note: {stale} is from an earlier run, not model {written['model_version']}")
-    if evaluate and report:
+    if results and report:
         from training.report import write_report  # matplotlib only when a report is wanted
 
         write_report(Path(out) / "report", results, frame, fitted.booster, spec, written)
+    write_model_card(Path(out) / MODEL_CARD_FILE, written, results, frame)
     log(f"n_estimators {fitted.n_estimators}, threshold {fitted.threshold.threshold:.3f}, "
         f"model {written['model_version']} -> {out}")
     log(f"done in {time.perf_counter() - started:.1f} s")
@@ -127,10 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the holdouts and the report: only fit and save the model")
     parser.add_argument("--max-rounds", type=int, default=MAX_ROUNDS,
                         help="upper bound on trees for early stopping")
+    parser.add_argument("--holdouts", type=parse_holdouts, default=HOLDOUTS,
+                        help="comma-separated evaluation protocols to run, from "
+                             f"{', '.join(HOLDOUTS)} (default: all), or none")
     args = parser.parse_args(argv)
     try:
         train(args.data, args.out, seed=args.seed, evaluate=not args.no_eval,
-              report=not args.no_report, max_rounds=args.max_rounds)
+              report=not args.no_report, max_rounds=args.max_rounds, holdouts=args.holdouts)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

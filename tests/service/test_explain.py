@@ -23,7 +23,9 @@ REQUIRED_ONLY = {"OPERA": "Copa Air", "TIPOVUELO": "N", "MES": 11}
 NO_DESTINATION = {"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "MES": 7,
                   "Fecha-I": "2017-07-20 06:05"}
 FLIGHTS = [FULL, REQUIRED_ONLY, NO_DESTINATION]
-TIME_GROUPS = ["day_of_week", "hour", "day_of_month", "day_of_year", "high_season"]
+# Parts of Fecha-I reported separately; the four holiday columns fold into "holiday".
+TIME_GROUPS = ["day_of_week", "hour", "high_season", "holiday"]
+INPUT_FIELDS = ["OPERA", "TIPOVUELO", "MES", "Fecha-I", "SIGLADES"]
 
 
 def reference(model_dir: Path, flights: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -61,11 +63,28 @@ def test_one_hot_columns_are_folded_into_their_input_field(client, tiny_model_di
     _, contribs, groups = reference(tiny_model_dir, [FULL])
     e = explained(client, [FULL])[0]["explanation"]
     assert list(e["contributions"]) == ["OPERA", "TIPOVUELO", "MES", *TIME_GROUPS, "SIGLADES"]
-    for field in ("OPERA", "SIGLADES", "hour"):
+    for field in ("OPERA", "SIGLADES", "hour", "holiday"):
         columns = [i for i, g in enumerate(groups) if g == field]
         assert e["contributions"][field] == pytest.approx(float(contribs[0, columns].sum()),
                                                           abs=1e-5)
     assert e["base_value"] == pytest.approx(float(contribs[0, -1]), abs=1e-5)
+
+
+def test_every_calendar_feature_reports_under_fecha_i(client, tiny_model_dir):
+    """by_input sums per request field: all columns derived from the departure (weekday, hour,
+    high season, holiday, days to / since a holiday, long weekend) count for Fecha-I."""
+    _, contribs, _ = reference(tiny_model_dir, [FULL])
+    e = explained(client, [FULL])[0]["explanation"]
+    assert list(e["by_input"]) == INPUT_FIELDS
+    names = load_artifact(tiny_model_dir).spec.feature_names
+    fecha = [i for i, name in enumerate(names)
+             if name in ("day_of_week", "hour", "high_season", "holiday", "days_to_holiday",
+                         "days_since_holiday", "long_weekend")]
+    assert len(fecha) == 7
+    assert e["by_input"]["Fecha-I"] == pytest.approx(float(contribs[0, fecha].sum()), abs=1e-5)
+    assert e["by_input"]["OPERA"] == pytest.approx(e["contributions"]["OPERA"], abs=1e-6)
+    assert e["base_value"] + sum(e["by_input"].values()) == pytest.approx(e["margin"],
+                                                                         abs=1e-4)
 
 
 def test_inputs_not_given_are_reported_and_still_counted(client):

@@ -116,8 +116,11 @@ def test_model_route_reports_the_shipped_artifacts_holdout_metrics() -> None:
     meta = json.loads((model_dir / METADATA_FILE).read_text())
     body = create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client().get(
         "/model").json
-    assert set(body["holdout_metrics"]) == {"notebook", "temporal"}
+    assert set(body["holdout_metrics"]) == {"notebook", "temporal", "rolling"}
     assert body["holdout_metrics"] == meta["holdout_metrics"]
+    assert body["training_period"] == meta["training_period"]
+    assert body["training_period"]["months"][0] == "2017-01"
+    assert body["model_card"]["file"] == "model_artifacts/MODEL_CARD.md"
     full = body["holdout_metrics"]["notebook"]["levels"]["full"]
     assert 0.5 < full["roc_auc"] <= 1.0
     assert body["threshold"] == meta["threshold"]
@@ -204,3 +207,34 @@ class TestWithoutModel:
         response = bare.get("/")
         assert response.status_code == 200
         assert response.json["model_version"] is None
+
+
+def test_model_card_is_served_from_the_model_directory() -> None:
+    """GET /model names the card; GET /model/card returns the file beside the served model."""
+    model_dir = REPO_ROOT / "model_artifacts"
+    client = create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client()
+    body = client.get("/model").json
+    card = client.get(body["model_card"]["url"])
+    assert card.status_code == 200
+    assert card.mimetype == "text/markdown"
+    assert card.get_data(as_text=True) == (model_dir / "MODEL_CARD.md").read_text(
+        encoding="utf-8")
+    assert body["model_version"] in card.get_data(as_text=True)
+
+
+def test_a_model_without_a_card_answers_404_json(client: FlaskClient) -> None:
+    response = client.get("/model/card")
+    assert response.status_code == 404
+    assert "model card" in response.json["error"]["message"]
+
+
+@pytest.mark.parametrize("when", ["2016-03-09 09:15", "2027-03-10 09:15", "2045-03-08 09:15"])
+def test_departures_in_any_year_are_accepted_and_encoded_by_calendar(client: FlaskClient,
+                                                                      when: str) -> None:
+    """A Wednesday in March away from holidays answers like Wednesday 8 March 2017: the
+    model sees the weekday, hour and holiday facts, not which year or day it is."""
+    base = {"OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 3, "SIGLADES": "Lima"}
+    reference = client.post("/predict", json={**base, "Fecha-I": "2017-03-08 09:15"})
+    other = client.post("/predict", json={**base, "Fecha-I": when})
+    assert reference.status_code == other.status_code == 200, other.json
+    assert other.json["predictions"] == reference.json["predictions"]

@@ -74,7 +74,8 @@ def _spec() -> FeatureSpec:
 def test_encode_without_optional_inputs_nan_exactly_in_optional_columns() -> None:
     spec = _spec()
     row = spec.encode([{"OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 4}])[0]
-    optional = {"day_of_week", "hour", "day_of_month", "day_of_year", "high_season"} | {
+    optional = {"day_of_week", "hour", "high_season", "holiday", "days_to_holiday",
+                "days_since_holiday", "long_weekend"} | {
         f"SIGLADES={d}" for d in ("Arica", "Lima", "Miami")}
     for name, value in zip(spec.feature_names, row, strict=True):
         assert np.isnan(value) == (name in optional), name
@@ -89,7 +90,10 @@ def test_encode_full_flight_values() -> None:
     assert values == {
         "OPERA=Grupo LATAM": 1.0, "OPERA=Sky Airline": 0.0, "TIPOVUELO=I": 1.0, "MES": 12.0,
         "day_of_week": 4.0,  # Friday
-        "hour": 18.5, "day_of_month": 15.0, "day_of_year": 349.0, "high_season": 1.0,
+        "hour": 18.5, "high_season": 1.0,
+        # Chile 2017: Immaculate Conception Fri 8 Dec, Christmas Mon 25 Dec; 15 Dec is a
+        # working Friday, 7 days after the one and 10 before the other (capped at 8).
+        "holiday": 0.0, "days_to_holiday": 8.0, "days_since_holiday": 7.0, "long_weekend": 0.0,
         "SIGLADES=Arica": 0.0, "SIGLADES=Lima": 1.0, "SIGLADES=Miami": 0.0,
     }
 

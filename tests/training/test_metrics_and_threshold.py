@@ -72,3 +72,18 @@ def test_oversample_balances_classes() -> None:
     picks = oversample(y, seed=0)
     assert (y[picks] == 1).sum() == 17 == (y[picks] == 0).sum()
     assert set(np.flatnonzero(y == 0)) <= set(picks.tolist())
+
+
+def test_validation_days_keep_each_day_on_one_side() -> None:
+    """Flights of one day share its weather: the validation split holds out whole days."""
+    from training.modeling import day_split
+
+    rng = np.random.default_rng(0)
+    days = rng.integers(0, 200, size=5000)
+    fit, val = day_split(days, 0.2, seed=3)
+    assert len(fit) + len(val) == 5000 and not set(fit) & set(val)
+    assert not set(days[fit]) & set(days[val])
+    assert len(set(days[val])) == round(0.2 * len(set(days)))
+    _, again_val = day_split(days, 0.2, seed=3)
+    assert again_val.tolist() == val.tolist()
+    assert day_split(days, 0.2, seed=4)[1].tolist() != val.tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from training.train import main as train_main
 METADATA_KEYS = {
     "trained_at", "training_seconds", "dataset", "libraries", "params", "n_estimators", "seed",
     "threshold_rule", "holdout_metrics", "base_rate", "threshold", "model_sha256",
-    "feature_spec", "model_version",
+    "feature_spec", "model_version", "training_period", "model_card",
 }
 
 
@@ -41,10 +42,17 @@ def test_cli_writes_loadable_artifact(trained) -> None:
     assert artifact.metadata["dataset"]["path"] == "flights.csv"  # basename only
     assert artifact.metadata["dataset"]["rows_used"] == 1500
     assert set(artifact.metadata["libraries"]) == {"xgboost", "numpy", "pandas", "sklearn",
-                                                   "python"}
+                                                   "holidays", "python"}
     summary = artifact.metadata["holdout_metrics"]
-    assert set(summary) == {"notebook", "temporal"}
+    assert set(summary) == {"notebook", "temporal", "rolling"}
     assert set(summary["notebook"]["levels"]) == set(INPUT_LEVELS)
+    # rolling origin: months 4..12 of the synthetic year, each tested after the ones before.
+    assert [m["month"] for m in summary["rolling"]["months"]] == [
+        f"2017-{k:02d}" for k in range(4, 13)]
+    assert set(summary["rolling"]["mean"]) == set(INPUT_LEVELS)
+    period = artifact.metadata["training_period"]
+    assert period["months"] == [f"2017-{k:02d}" for k in range(1, 13)]
+    assert period["flights"] == 1500
 
 
 def test_booster_predicts_probabilities_at_every_level(trained) -> None:
@@ -68,8 +76,9 @@ def test_report_files_written(trained) -> None:
     _, out = trained
     report = out / "report"
     for name in ("metrics.json", "report.md", "roc.png", "precision_recall.png",
-                 "reliability.png", "feature_importance.png", "delay_rate_airline.png",
-                 "delay_rate_month.png", "delay_rate_period.png", "delay_rate_destination.png"):
+                 "reliability.png", "rolling_origin.png", "feature_importance.png",
+                 "delay_rate_airline.png", "delay_rate_month.png", "delay_rate_period.png",
+                 "delay_rate_destination.png"):
         assert (report / name).stat().st_size > 0, name
     metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
     full = metrics["holdouts"]["notebook"]["levels"]["full"]
@@ -80,6 +89,29 @@ def test_report_files_written(trained) -> None:
         "ds_xgboost_oversampled", "logistic", "base_rate"}
     # synthetic delays depend strongly on airline and hour: a working pipeline ranks well.
     assert full["roc_auc"] > 0.65
+    rolling = metrics["holdouts"]["rolling"]
+    data, _ = trained
+    with data.open(encoding="utf-8") as handle:
+        scheduled = [row["Fecha-I"][:7] for row in csv.DictReader(handle)]
+    for fold in rolling["folds"]:  # trained on every flight before month k, tested on k
+        assert fold["train_rows"] == sum(1 for m in scheduled if m < fold["month"])
+        assert fold["test_rows"] == sum(1 for m in scheduled if m == fold["month"])
+    assert rolling["mean"]["full"]["roc_auc"] == pytest.approx(
+        np.mean([f["levels"]["full"]["roc_auc"] for f in rolling["folds"]]), abs=1e-5)
+
+
+def test_model_card_is_written_next_to_the_model(trained) -> None:
+    _, out = trained
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    card = (out / meta["model_card"]).read_text(encoding="utf-8")
+    assert meta["model_version"] in card
+    for section in ("## Intended use", "## Out of scope", "## Inputs",
+                    "## Training data and period", "## Evaluation", "## Calibration",
+                    "## Limitations", "## How to retrain"):
+        assert section in card, section
+    # per-level tables of both forward protocols and of the notebook split
+    assert card.count("| full (all inputs) |") == 3
+    assert "2017-01 to 2017-12" in card
 
 
 def test_same_data_and_seed_give_identical_model_bytes(synthetic_csv, tmp_path) -> None:
