@@ -1,7 +1,7 @@
 """Gunicorn settings: `make serve`, the Docker image and the tests all start exactly this.
 
-Every value can be overridden by the environment variable named beside it (README:
-Configuration). Workers are gevent, so one worker holds thousands of idle or slow connections
+Every value can be overridden by the environment variable named beside it (the README's
+configuration table). Workers are gevent, so one worker holds thousands of idle or slow connections
 while the CPU work (validation, encoding, one XGBoost call) runs between them.
 """
 
@@ -36,9 +36,7 @@ wsgi_app = "flask_app.wsgi:app"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 
 # Default: one worker per core. The work per request is CPU-bound and gevent already overlaps
-# the waiting, so more workers than cores only add context switches. Measured on the 2-core
-# machine (Locust, 64 users, single flights, one run, with Gunicorn's plain gevent worker):
-# 2 workers 1,094 req/s, 3 workers 1,139, 4 workers 1,026, i.e. no gain past one per core.
+# the waiting, so more workers than cores only add context switches (docs/performance.md).
 workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
 # gevent's own WSGI server (Gunicorn's "gevent_pywsgi") with a handler that closes keep-alive
 # connections once the worker retires, so a SIGHUP reload fails no request

@@ -12,8 +12,8 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "MODEL_DIR": "model_artifacts",
     "MAX_BATCH_SIZE": 1000,
-    # Exact SHAP costs ~5 ms of worker CPU per flight (672 trees), during which a gevent worker
-    # serves nobody else; 100 flights keep that under about half a second.
+    # Exact SHAP costs far more than a prediction (docs/api.md), and a gevent worker serves
+    # nobody else meanwhile: a bound keeps one explained request from holding a worker long.
     "MAX_EXPLAIN_BATCH": 100,
     # 1,000 flights with every optional field are ~130 KB of JSON; 1 MiB leaves room, no more.
     "MAX_CONTENT_LENGTH": 1 << 20,

@@ -1,56 +1,29 @@
-"""The Gunicorn worker class: gevent's own WSGI server, taught to retire without failing anyone.
+"""The Gunicorn worker class: gevent's own WSGI server, taught to behave under real traffic.
 
-Why not Gunicorn's plain ``gevent`` worker: that one parses HTTP in Gunicorn's pure-Python
-parser and, with several workers, accepts one connection per loop turn. gevent's ``pywsgi``
-server (Gunicorn's ``gevent_pywsgi`` worker) does the same job with less Python per request;
-in one Locust run on the 2-core machine /predict went from 967 to 1,306 req/s (README:
-Performance).
+Why gevent's ``pywsgi`` server (Gunicorn's ``gevent_pywsgi``) and not Gunicorn's plain gevent
+worker: it parses HTTP with less Python per request. What this module adds to it, each rule
+measured in docs/performance.md and docs/reliability.md:
 
-Why not ``gevent_pywsgi`` as shipped: its handler keeps a keep-alive connection open for as long
-as the client likes. When a worker retires (SIGHUP reload, ``max_requests``, scale down) it stops
-accepting, but connections it already holds stay with it until the graceful timeout kills them,
-and the requests on them fail. Gunicorn's own gevent worker avoids that in two ways, and this
-handler does the same:
-
-* once the worker has stopped accepting, every response says ``Connection: close``, so a client
-  finishes its request in flight and reconnects, to a live worker;
-* a connection waits at most ``keepalive`` seconds (gunicorn.conf.py) for its next request
-  line, so idle connections leave a retiring worker within that time.
-
-One more rule, as Apache's ``MaxKeepAliveRequests`` (default 100) and nginx's
-``keepalive_requests``: a connection is closed after ``KEEPALIVE_REQUESTS`` answers (default
-100; 0 = no limit). Workers share one listening socket and a connection stays with the worker
-that accepted it, so a busy client's connections can pile up on one worker while another idles:
-in one Locust run (64 users, 2 workers) one worker answered 7,751 requests at p50 58 ms and the
-other 4,984 at p50 35 ms. Reconnecting now and then lets the less busy worker, which reaches
-``accept`` first, take its share. Over four 12 s runs each, the two workers' request counts
-differed by 2-15 % with the limit and by 23-41 % without it; p99 latency did not change
-measurably either way.
-
-Keep-alive connections take turns (``FAIR_YIELD``, default on). A greenlet that has answered
-a request goes straight on to read the connection's next one, and that read does not yield when
-the bytes are already there, which they are for any client that sends its next request as soon
-as it has the last answer (a load generator, a proxy). Such a connection would be served request
-after request while the others wait. So before reading a kept-alive connection's next request
-the handler waits for the event loop's next turn, in which every connection whose request has
-arrived by then gets its turn too. This replaced a Flask ``before_request`` yield, which gave
-turns as well, but in the middle of a request: each request then took two loop turns, and the
-latency spread widely (one worker, 32 wrk connections: /health p50 14 ms, p99 37 ms). Measured
-with wrk (1 thread, 64 connections, 2 workers, old and new alternating three times): /health
-p99 63-88 ms with the old yield and 42-44 ms with this one, one fixed flight 94-111 ms against
-48-62 ms, at the same throughput (README: Performance).
-
-:class:`BurstAcceptingServer` accepts a burst of new connections in one loop turn instead of
-one per turn (the stress test's slowest requests waited there), and keeps its worker near a
-fair share of the open connections (flask_app/conn_share.py, docs/reliability.md): it accepts
-only up to 9/8 of the accepting workers' mean, asks surplus keep-alive clients to reconnect
-(``Connection: close``) above 5/4 of it, starts accepting at a cold start only once its
-siblings can, and on a reload keeps accepting until its replacements do.
-
-Finally, deadlines for reading a request (``REQUEST_HEADER_TIMEOUT``, ``REQUEST_BODY_TIMEOUT``):
-gevent's WSGI server has none, and Gunicorn's ``timeout`` does not apply to async workers, so a
-client trickling a request in held its connection for ever. Past a deadline the client gets a
-408 JSON error and the connection is closed.
+* **Clean retirement.** A retiring worker (SIGHUP reload, scale down) answers ``Connection:
+  close`` and drops idle connections after ``keepalive`` seconds, so clients reconnect to a
+  live worker instead of failing when the graceful timeout kills it.
+* **Connections move between workers.** A connection is closed after ``KEEPALIVE_REQUESTS``
+  answers (as Apache's ``MaxKeepAliveRequests`` and nginx's ``keepalive_requests``), so a
+  busy client's connections do not pile up on one worker for ever.
+* **Fair turns** (``FAIR_YIELD``). A read that finds the next request already buffered does
+  not yield, so a fast client would be served request after request while others wait;
+  before reading a kept-alive connection's next request the handler waits for the loop's next
+  turn. Taking the turn there, not inside the request, keeps each request in one loop turn.
+* **Bursts are accepted in one loop turn**, and each worker keeps near a fair share of the open
+  connections (flask_app/conn_share.py): it accepts only up to 9/8 of the accepting workers'
+  mean, asks surplus keep-alive clients to reconnect above 5/4 of it, starts accepting at a cold
+  start only once its siblings can, and on a reload keeps accepting until its replacements do.
+* **Deadlines for reading a request** (``REQUEST_HEADER_TIMEOUT``, ``REQUEST_BODY_TIMEOUT``):
+  gevent's server has none and Gunicorn's ``timeout`` does not apply to async workers, so a
+  client trickling a request in held its connection for ever. Past a deadline: a 408 JSON
+  error and the connection closed.
+* **One write per answer**: headers and body leave together, so a killed worker cannot leave a
+  balancer holding half an answer it may not retry.
 
 gunicorn.conf.py loads this file by path (the master must not import the Flask app); the tests
 import it as ``flask_app.worker``.
@@ -266,22 +239,10 @@ class BurstAcceptingServer(PyWSGIServer):
     """gevent's WSGI server, accepting every waiting connection (up to 1,024) per loop turn.
 
     With several workers gevent accepts one connection per turn of a worker's event loop, so
-    that no worker grabs a whole burst. But a turn of a loaded worker first serves every ready
-    request, so a burst of new connections is accepted at one per turn. ``make stress`` opens
-    1,000 connections in two seconds; in one 30 s run each (Locust, 1,000 users):
-
-    ======================  ==========================  =================
-    connections per turn    requests over 3 s           slowest request
-    ======================  ==========================  =================
-    1 (gevent's choice)     284 (0.6 %)                 11.1 s
-    64                      173                         6.0 s
-    256                     105                         3.9 s
-    1,024                   0                           1.7 s
-    ======================  ==========================  =================
-
-    Every request over 3 s was the first on a new connection. The two workers still split the
-    requests 47/53 % in the 1,024 run: both race for a burst, and
-    ``KEEPALIVE_REQUESTS`` moves connections between workers over time.
+    that no worker grabs a whole burst. But a loaded worker's turn is long, so a burst of new
+    connections (``make stress`` opens 1,000 in two seconds) waited seconds to be accepted.
+    Accepting many per turn cures that; the share table (``share``) keeps one worker from
+    taking the whole burst.
     """
 
     max_accept_per_turn = 1024
