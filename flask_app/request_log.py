@@ -13,9 +13,11 @@ The hooks that gather a request's fields are in flask_app/observe.py, shared wit
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,13 +84,52 @@ def logs_requests() -> bool:
     return log.isEnabledFor(logging.INFO)
 
 
+class _Clock:
+    """``ts`` exactly as :class:`JsonFormatter` writes it, from a cached per-second prefix:
+    building a timezone-aware ``datetime`` and its ISO string for every request costs more
+    than the rest of the line."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def timestamp(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        # datetime rounds the float to whole microseconds first, then isoformat truncates.
+        millis = min(round((now - second) * 1e6) // 1000, 999)
+        return f"{self._prefix}.{millis:03d}+00:00"
+
+
+_CLOCK = _Clock()
+_STDERR = 2
+
+
+def write_line(line: bytes) -> None:
+    """Write one whole line to stderr with one ``write`` call, retried only if cut short.
+
+    A line of a few hundred bytes is far below ``PIPE_BUF`` (4 KiB), so on a pipe it arrives
+    whole even when every worker writes to the same one: no line is ever interleaved with
+    another worker's.
+    """
+    view = memoryview(line)
+    while view:
+        view = view[os.write(_STDERR, view):]
+
+
 def log_request(fields: dict[str, Any]) -> None:
     """Write the per-request line (flask_app/observe.py gathers the fields).
 
-    The record is built with ``makeRecord`` and passed to ``handle``: the same handlers, level
-    and filters as ``log.info``, without ``findCaller`` walking the stack for a file name and
-    line number the JSON line does not carry (a fifth of the logging cost per request).
+    The line has the keys a :class:`JsonFormatter` record has (``ts``, ``level``, ``logger``,
+    then the fields) but is built with one ``orjson.dumps`` and written with one ``write``
+    straight to stderr: a ``logging`` record (``makeRecord``, handler lock, formatter, a
+    ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request. The level
+    still comes from the logger, so ``LOG_LEVEL=WARNING`` silences these lines as before.
     """
-    if log.isEnabledFor(logging.INFO):
-        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "request", (), None,
-                                  extra={"fields": fields}))
+    if not log.isEnabledFor(logging.INFO):
+        return
+    line = {"ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": log.name}
+    line.update(fields)
+    write_line(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))

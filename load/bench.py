@@ -429,11 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         server = start_server([str(GUNICORN), "--config", "gunicorn.conf.py"], env, log_path)
         url = f"http://127.0.0.1:{port}"
-        # The reference: stock gevent worker, no config file (Gunicorn would read ours).
-        bare = start_server([str(GUNICORN), "--config", "/dev/null", "-k", "gevent",
-                             "-w", str(workers), "-b", f"127.0.0.1:{bare_port}",
-                             "load.bare_app:app"], env, bare_log)
-        bare_url = f"http://127.0.0.1:{bare_port}"
+        bare = quiet = None
         results: list[Result] = []
         wrk_rows: list[dict[str, Any]] = []
         try:
@@ -443,8 +439,23 @@ def main(argv: list[str] | None = None) -> int:
             startup = {"start_to_ready_s": round(time.monotonic() - started, 3),
                        "first_ready_s": round(first_ready, 3),
                        "memory_at_ready": worker_memory(server.pid)}
+            # Started only now, so the start-up time above is the service's own.
+            # The reference: stock gevent worker, no config file (Gunicorn would read ours).
+            bare = start_server([str(GUNICORN), "--config", "/dev/null", "-k", "gevent",
+                                 "-w", str(workers), "-b", f"127.0.0.1:{bare_port}",
+                                 "load.bare_app:app"], env, bare_log)
+            bare_url = f"http://127.0.0.1:{bare_port}"
+            # The service without its request log, for the log's cost (/health vs this).
+            quiet_port = free_port()
+            quiet_log = out_dir / "quiet.log"
+            quiet_env = {**env, "PORT": str(quiet_port), "LOG_LEVEL": "WARNING"}
+            quiet = start_server([str(GUNICORN), "--config", "gunicorn.conf.py"], quiet_env,
+                                 quiet_log)
+            quiet_url = f"http://127.0.0.1:{quiet_port}"
             wait_ready(bare_url, bare, bare_log, timeout=120)
-            servers = {"service": (url, server.pid), "bare": (bare_url, bare.pid)}
+            wait_ready(quiet_url, quiet, quiet_log, timeout=120)
+            servers = {"service": (url, server.pid), "bare": (bare_url, bare.pid),
+                       "quiet": (quiet_url, quiet.pid)}
             feature_spec = json.loads((model_dir / "metadata.json").read_text())["feature_spec"]
             if args.wrk_rounds:
                 wrk_rows = measure_wrk(servers, feature_spec, args, out_dir)
@@ -452,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
                 results = measure(servers, scenarios(args.users), args, out_dir)
             startup["memory_after"] = worker_memory(server.pid)
         finally:
-            stop_server(server)
-            stop_server(bare)
+            for process in (server, bare, quiet):
+                if process is not None:
+                    stop_server(process)
         server_log = log_path.read_text(errors="replace")
     import locust
 

@@ -52,7 +52,7 @@ end
 class WrkScenario:
     name: str
     title: str
-    server: str  # "bare" or "service"
+    server: str  # "bare", "service" or "quiet" (the service with LOG_LEVEL=WARNING)
     body: str  # "health", "repeat", "new" or "batch"
     connections: int = 64
     batch_size: int = 1
@@ -64,6 +64,8 @@ def wrk_scenarios(connections: int = 64) -> list[WrkScenario]:
         WrkScenario("bare", "bare Flask route, fixed answer, stock gevent worker", "bare",
                     "repeat", connections),
         WrkScenario("health", "GET /health", "service", "health", connections),
+        WrkScenario("health_quiet", "GET /health, LOG_LEVEL=WARNING (no request log)", "quiet",
+                    "health", connections),
         WrkScenario("single", "POST /predict, one repeated flight", "service", "repeat",
                     connections),
         WrkScenario("single_new", "POST /predict, every flight new (all five inputs)",
