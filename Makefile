@@ -7,7 +7,7 @@ FLIGHT_DATA ?= $(firstword $(wildcard data/dataset_SCL.csv ../shared/data/datase
 MODEL_DIR ?= model_artifacts
 export FLIGHT_DATA
 
-.PHONY: help install install-runtime serve train test lint format clean
+.PHONY: help install install-runtime serve train onnx test lint format clean
 .PHONY: load-test load-test-headless stress bench
 
 help:  ## list the targets
@@ -34,6 +34,10 @@ serve: $(VENV)/.runtime-installed  ## serve the committed model with Gunicorn/ge
 
 train: $(VENV)/.dev-installed  ## rebuild model_artifacts/ from $$FLIGHT_DATA
 	$(BIN)/python -m training.train --data "$(FLIGHT_DATA)" --out "$(MODEL_DIR)"
+	$(MAKE) onnx
+
+onnx: $(VENV)/.dev-installed  ## write model.onnx (the fast path for small calls) beside the booster
+	$(BIN)/python -m flask_app.onnx_model --model-dir "$(MODEL_DIR)"
 
 test: $(VENV)/.dev-installed  ## run the whole test suite
 	$(BIN)/python -m pytest
