@@ -58,15 +58,22 @@ class ScheduledDeparture(fields.Field):
     }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        # The shape is checked by a regex, the calendar by fromisoformat: together they accept
-        # exactly DEPARTURE_FORMATS, at a tenth of strptime's cost (it was a quarter of a
-        # 1,000-flight batch's validation time).
         if not isinstance(value, str) or _DEPARTURE_SHAPE.fullmatch(value) is None:
             raise self.make_error("invalid")
         try:
-            return datetime.fromisoformat(value)
+            return parse_departure(value)
         except ValueError as exc:  # right shape, no such date or time: 2017-02-30, 25:00
             raise self.make_error("impossible", reason=str(exc)) from None
+
+
+def parse_departure(value: str) -> datetime:
+    """A departure string of the right shape as a datetime (``ValueError`` if no such time).
+
+    The shape is checked by a regex, the calendar by fromisoformat: together they accept
+    exactly DEPARTURE_FORMATS, at a tenth of strptime's cost (it was a quarter of a
+    1,000-flight batch's validation time).
+    """
+    return datetime.fromisoformat(value)
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else value.strftime(DEPARTURE_FORMATS[0])
@@ -181,7 +188,6 @@ class FastFlights:
         self.destinations = declared["SIGLADES"]._allowed
         self.months = frozenset(MONTHS)
         self.keys = frozenset(field.data_key or name for name, field in declared.items())
-        self.departure = declared["fecha"]
         self.max_batch_size = max_batch_size
 
     def flight(self, data: Any) -> dict[str, Any] | None:
@@ -198,11 +204,12 @@ class FastFlights:
                     and (type(destination) is not str or destination not in self.destinations))):
             return None
         if when is not None:
-            if type(when) is not str:
+            # ScheduledDeparture's own two checks, without the field call around them.
+            if type(when) is not str or _DEPARTURE_SHAPE.fullmatch(when) is None:
                 return None
             try:
-                when = self.departure.deserialize(when)
-            except ValidationError:
+                when = parse_departure(when)
+            except ValueError:
                 return None
             if when.month != month:
                 return None
