@@ -88,7 +88,9 @@ if not control_socket_disable:
 # On SIGHUP the master re-validates MODEL_DIR before Gunicorn forks the new workers; if the new
 # model is corrupt it logs why and keeps the old snapshot, so the new workers boot the old model
 # instead of failing to boot (which would make Gunicorn halt the whole server).
-_VALIDATE = ("import sys; from training.artifacts import load_artifact; "
+# Without scikit-learn, as the workers (flask_app/wsgi.py says why): it is most of the check's time.
+_VALIDATE = ("import sys; sys.modules.setdefault('sklearn', None); "
+             "from training.artifacts import load_artifact; "
              "print(load_artifact(sys.argv[1]).version)")
 
 
