@@ -49,7 +49,7 @@ lint: $(VENV)/.dev-installed  ## ruff, and hadolint on the Dockerfile (no Docker
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 
-# --- Load tests (locustfile.py; README: Performance) -----------------------------------------
+# --- Load tests (locustfile.py; docs/performance.md) -----------------------------------------
 # The service the load targets hit (not HOST, which is the address `make serve` binds).
 TARGET_URL ?= http://127.0.0.1:8000
 USERS ?= 64

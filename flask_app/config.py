@@ -46,7 +46,7 @@ def env_int(name: str, default: int) -> int:
 
 
 def from_env() -> dict[str, Any]:
-    """The service's settings as the environment gives them (README: Configuration)."""
+    """The service's settings as the environment gives them (the README's configuration table)."""
     return {
         # Under gunicorn.conf.py the master hands workers a validated copy of MODEL_DIR in
         # MODEL_SNAPSHOT_DIR (reload without downtime); elsewhere MODEL_DIR is read directly.
