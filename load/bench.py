@@ -417,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 0 or args.duration < 1 or args.wrk_rounds < 0 or args.wrk_duration < 1:
         parser.error("--rounds/--wrk-rounds must be >= 0 and durations >= 1")
+    if not args.rounds and not args.wrk_rounds:
+        parser.error("nothing to measure: --rounds and --wrk-rounds are both 0")
 
     out_dir = args.reports / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
