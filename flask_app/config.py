@@ -20,9 +20,6 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # auto | on | off: share one booster call among concurrent requests (flask_app/coalesce.py).
     "PREDICT_COALESCING": "auto",
-    # Score calls of up to 64 rows with ONNX Runtime when model.onnx matches the booster
-    # (flask_app/onnx_model.py); 0 sends everything through XGBoost.
-    "ONNX_FAST_PATH": "1",
     # Tests build an app without a model to check /ready's 503; production always loads one.
     "LOAD_MODEL": True,
 }
@@ -57,7 +54,6 @@ def from_env() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
         "LOG_LEVEL": env_choice("LOG_LEVEL", LOG_LEVELS).upper(),
         "PREDICT_COALESCING": env_choice("PREDICT_COALESCING", ("auto", "on", "off")),
-        "ONNX_FAST_PATH": env_choice("ONNX_FAST_PATH", ("1", "0")) == "1",
         "LOAD_MODEL": DEFAULTS["LOAD_MODEL"],
     }
 

@@ -106,7 +106,8 @@ def init_app(app: Flask) -> None:
         app.extensions[EXTENSION] = None
         return
     artifact = load_artifact(app.config["MODEL_DIR"])
-    fast = load_onnx(app.config["MODEL_DIR"], artifact) if app.config["ONNX_FAST_PATH"] else None
+    # Small calls through ONNX Runtime if MODEL_DIR holds a model.onnx made from this booster.
+    fast = load_onnx(app.config["MODEL_DIR"], artifact)
     app.extensions[EXTENSION] = DelayModel(
         artifact, coalesce=coalescing_enabled(app.config["PREDICT_COALESCING"]), fast=fast)
 
