@@ -29,7 +29,9 @@ COPY gunicorn.conf.py ./
 COPY training/ training/
 COPY flask_app/ flask_app/
 # The model the image serves (the report/ plots are not needed to serve it).
-COPY model_artifacts/metadata.json model_artifacts/model.ubj model_artifacts/
+# model.onnx (+ .json): the ONNX Runtime fast path for small calls, made from model.ubj.
+COPY model_artifacts/metadata.json model_artifacts/model.ubj model_artifacts/model.onnx \
+     model_artifacts/model.onnx.json model_artifacts/
 USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process answers); /ready is for the orchestrator's traffic decisions.
