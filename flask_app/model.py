@@ -41,10 +41,12 @@ class DelayModel:
         self.threshold = artifact.threshold
         self.metadata = artifact.metadata
         # Small calls through ONNX Runtime when the artifact has a matching model.onnx
-        # (flask_app/onnx_model.py); they cost too little to gain from coalescing.
+        # (flask_app/onnx_model.py), larger ones through XGBoost.
         self.fast = fast
-        # Under gevent, concurrent requests share booster calls (flask_app/coalesce.py).
-        self._coalescer = PredictionCoalescer(self._booster_predict) if coalesce else None
+        # Under gevent, concurrent requests share one call (flask_app/coalesce.py): it still
+        # pays with ONNX Runtime, whose one-row calls under load mostly wait on memory for
+        # the trees (docs/performance.md).
+        self._coalescer = PredictionCoalescer(self._score) if coalesce else None
         # Per worker, per model: a reload builds a new DelayModel and so fresh caches.
         self._predict_row = lru_cache(maxsize=SINGLE_FLIGHT_CACHE)(self._predict_encoded_row)
         # Whole answers to repeated single-flight bodies (flask_app/answers.py); they name this
@@ -59,20 +61,21 @@ class DelayModel:
         return self._predict_matrix(matrix)
 
     def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        if self._coalescer is not None:
+            return self._coalescer.predict(matrix)
+        return self._score(matrix)
+
+    def _score(self, matrix: np.ndarray) -> np.ndarray:
+        """One call of the runtime that is cheaper for this many rows."""
         if self.fast is not None and len(matrix) <= ONNX_MAX_ROWS:
             ONNX_CALLS.inc()
             return self.fast.predict(matrix)
-        return self._run_booster(matrix)
+        return self._booster_predict(matrix)
 
     def _booster_predict(self, matrix: np.ndarray) -> np.ndarray:
         BOOSTER_CALLS.inc()
         BOOSTER_ROWS.inc(len(matrix))
         return self.booster.inplace_predict(matrix, validate_features=False)
-
-    def _run_booster(self, matrix: np.ndarray) -> np.ndarray:
-        if self._coalescer is not None:
-            return self._coalescer.predict(matrix)
-        return self._booster_predict(matrix)
 
     def _predict_encoded_row(self, row: bytes) -> np.ndarray:
         """The booster's answer for one encoded row (the bytes of a float32 1 x n matrix).

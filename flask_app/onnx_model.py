@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 ONNX_FILE = "model.onnx"
 ONNX_META_FILE = "model.onnx.json"
 #: Calls of at most this many rows go to ONNX Runtime, larger ones to XGBoost.
-MAX_ROWS = 64
+MAX_ROWS = 32
 #: Largest difference allowed between the runtimes on the probe rows at load time: both sum
 #: the same float32 leaf values, in different orders, so they differ in the 7th decimal.
 PROBE_TOLERANCE = 1e-5
@@ -106,6 +106,8 @@ def load_onnx(model_dir: str | os.PathLike, artifact: Artifact) -> OnnxPredictor
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Small tensors only: no arena that grows to the largest call and keeps it.
+        options.enable_cpu_mem_arena = False
         # One tree-ensemble node: nothing to optimize, and skipping it halves session set-up.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])

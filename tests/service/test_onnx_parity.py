@@ -72,7 +72,7 @@ def synthetic(spec, count: int, seed: int = 0) -> list[dict]:
 
 def compare(model_dir: Path, flights: list[dict]) -> float:
     """Worst difference between ONNX Runtime and the booster over ``flights`` at every input
-    level, the ONNX side in calls of 1 to 64 rows as the service makes them."""
+    level, the ONNX side in calls of 1 to 32 rows as the service makes them."""
     artifact = load_artifact(model_dir)
     fast = load_onnx(model_dir, artifact)
     assert fast is not None, "the ONNX model was refused"
@@ -81,7 +81,7 @@ def compare(model_dir: Path, flights: list[dict]) -> float:
     for keep in INPUT_LEVELS.values():
         matrix = artifact.spec.encode(mask_optional(flights, keep))
         expected = booster.predict(xgb.DMatrix(matrix, missing=np.nan))
-        parts, start, sizes = [], 0, itertools.cycle((1, 7, 64))
+        parts, start, sizes = [], 0, itertools.cycle((1, 7, 32))
         while start < len(matrix):
             size = next(sizes)
             parts.append(fast.predict(matrix[start:start + size]))
