@@ -109,8 +109,8 @@ def parse_wrk(output: str) -> WrkSample:
                        output)
     if socket:
         errors += sum(int(n) for n in socket.groups())
-    p50 = re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE)
-    p99 = re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE)
+    p50 = re.search(r"^\s+50%\s+(\S+)\s*$", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", output, re.MULTILINE)
     return WrkSample(int(done.group(1)), seconds, errors,
                      _ms(p50.group(1)) if p50 else float("nan"),
                      _ms(p99.group(1)) if p99 else float("nan"))
