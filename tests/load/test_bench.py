@@ -72,7 +72,7 @@ def test_server_cpu_pools_into_microseconds_per_request_and_cores() -> None:
 @pytest.mark.server
 def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path,
                                                             tmp_path: Path) -> None:
-    code = bench.main(["--duration", "1", "--rounds", "2", "--warmup", "0", "--users", "2",
+    code = bench.main(["--duration", "2", "--rounds", "2", "--warmup", "0", "--users", "2",
                        "--wrk-duration", "1", "--wrk-connections", "4",
                        "--model-dir", str(tiny_model_dir), "--reports", str(tmp_path)])
     assert code == 0  # no failures anywhere
