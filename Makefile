@@ -9,6 +9,7 @@ export FLIGHT_DATA
 
 .PHONY: help install install-runtime serve train onnx test lint format clean
 .PHONY: load-test load-test-headless stress bench
+.PHONY: cluster failover cluster-scaling
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -55,7 +56,11 @@ TARGET_URL ?= http://127.0.0.1:8000
 USERS ?= 64
 SPAWN_RATE ?= 16
 DURATION ?= 60s
-LOCUST := $(BIN)/locust -f locustfile.py
+# Locust worker processes on this machine (Locust's --processes: a master and N workers, one per
+# core is the most that helps; -1 = one per core). Empty: one process, as before. For workers on
+# other machines see docs/deployment.md (--master / --worker).
+LOCUST_PROCESSES ?=
+LOCUST := $(BIN)/locust -f locustfile.py $(if $(LOCUST_PROCESSES),--processes $(LOCUST_PROCESSES))
 
 load-test: $(VENV)/.dev-installed  ## Locust web UI on :8089 against $$TARGET_URL (start `make serve` first)
 	$(LOCUST) --host "$(TARGET_URL)" --web-port 8089
@@ -74,6 +79,32 @@ stress: $(VENV)/.dev-installed  ## 1,000 users on /predict for 45 s against $$TA
 
 bench: $(VENV)/.dev-installed  ## start the service, run the fixed scenarios -> reports/bench.md|json
 	$(BIN)/python -m load.bench
+
+# --- Past one machine (docs/deployment.md) -------------------------------------------------
+# N instances of `make serve`'s Gunicorn (each INSTANCE_WORKERS workers) on BASE_PORT.. behind
+# Debian's nginx on NGINX_PORT (apt-get install -y nginx), all on loopback.
+INSTANCES ?= 3
+INSTANCE_WORKERS ?= 1
+BASE_PORT ?= 38001
+NGINX_PORT ?= 38080
+CLUSTER_ARGS = --instances $(INSTANCES) --workers $(INSTANCE_WORKERS) --base-port $(BASE_PORT) \
+	--port $(NGINX_PORT)
+
+cluster: $(VENV)/.runtime-installed  ## INSTANCES= copies of the service behind nginx on $$NGINX_PORT (38080); Ctrl-C stops all
+	$(BIN)/python -m load.cluster $(CLUSTER_ARGS)
+
+failover: $(VENV)/.dev-installed  ## under load via nginx: rolling restart + kill -9; exits 1 on any failed request
+	@mkdir -p reports
+	$(BIN)/python -m load.failover $(CLUSTER_ARGS) --json reports/failover.json
+
+# instances x workers each (:round_robin = nginx's default balancing instead of least_conn);
+# 1x2 is one instance using both cores, for comparison.
+SCALING_LAYOUTS ?= 1x1,2x1,3x1,1x2,2x1:round_robin,3x1:round_robin
+
+cluster-scaling: $(VENV)/.dev-installed  ## req/s through nginx for SCALING_LAYOUTS (1, 2, 3 instances) -> reports/scaling.json
+	@mkdir -p reports
+	$(BIN)/python -m load.scaling --layouts $(SCALING_LAYOUTS) --base-port $(BASE_PORT) \
+		--port $(NGINX_PORT) --json reports/scaling.json
 
 clean:
 	rm -rf reports .pytest_cache .ruff_cache
