@@ -63,7 +63,8 @@ def init_app(app: Flask, model_version: str | None) -> None:
             "route": route,
             "path": req.path,
             "status": status,
-            "latency_ms": round(seconds * 1000, 3) if seconds is not None else None,
+            # Whole microseconds, as milliseconds: a third of the cost of round(x, 3).
+            "latency_ms": int(seconds * 1e6) / 1000 if seconds is not None else None,
             "batch_size": batch_size,
             "pid": pid,
             "model_version": model_version,

@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import psutil  # noqa: E402
+
+from load import wrk  # noqa: E402
 from load.cpu import tree_cpu_seconds  # noqa: E402
 from tests.server import free_port, wait_ready  # noqa: E402  (the test suite's server helpers)
 
@@ -64,6 +68,7 @@ class Scenario:
     users: int
     batch_size: int = 1
     extra: tuple[str, ...] = ()
+    server: str = "service"  # or "bare": load/bare_app.py, the reference route
 
 
 @dataclass
@@ -103,6 +108,8 @@ class Result:
 def scenarios(users: int) -> list[Scenario]:
     """(a) ceiling, (b) single flight, (c) batches; batch users are fewer: each is 100x work."""
     return [
+        Scenario("bare", "bare Flask route, fixed answer (reference)", "single", users,
+                 server="bare"),
         Scenario("health", "GET /health (framework ceiling)", "health", users),
         Scenario("single", "POST /predict, 1 flight (2,000 scheduled departures)", "single",
                  users),
@@ -256,24 +263,133 @@ def write_reports(results: list[Result], meta: dict[str, Any], reports: Path) ->
     (reports / "bench.md").write_text("\n".join(lines) + "\n")
 
 
-def measure(url: str, plan: list[Scenario], args: argparse.Namespace,
-            out_dir: Path, server_pid: int | None = None) -> list[Result]:
-    """Warm each scenario up once, then run all of them ``args.rounds`` times in turn."""
+def measure(servers: dict[str, tuple[str, int]], plan: list[Scenario],
+            args: argparse.Namespace, out_dir: Path) -> list[Result]:
+    """Warm each scenario up once, then run all of them ``args.rounds`` times in turn.
+
+    ``servers`` maps a scenario's ``server`` to (base URL, Gunicorn master pid)."""
     samples: dict[str, list[Sample]] = {s.name: [] for s in plan}
     warmup_failures = dict.fromkeys(samples, 0)
     for round_no in range(1, args.rounds + 1):
         for scenario in plan:
+            url, pid = servers[scenario.server]
             if round_no == 1 and args.warmup:
                 warm = run_locust(url, scenario, args.warmup, args.processes, out_dir,
                                   "_warmup")  # its CPU is discarded too: not measured
                 warmup_failures[scenario.name] = warm.failures  # discarded, except failures
             sample = run_locust(url, scenario, args.duration, args.processes, out_dir,
-                                f"_r{round_no}", server_pid)
+                                f"_r{round_no}", pid)
             samples[scenario.name].append(sample)
             print(f"round {round_no} {scenario.name}: {sample.rps:.0f} req/s, "
                   f"p99 {percentile(sample.histogram, 0.99):.0f} ms, {sample.failures} failures",
                   flush=True)
     return [pool(s, samples[s.name], warmup_failures[s.name]) for s in plan]
+
+
+def measure_wrk(servers: dict[str, tuple[str, int]], feature_spec: dict[str, Any],
+                args: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
+    """The wrk scenarios (load/wrk.py), ``args.wrk_rounds`` interleaved rounds; one row per
+    scenario and round, with its share of the bare route's req/s in the same round."""
+    bodies = wrk.Bodies(feature_spec)
+    # Enough distinct new flights that none repeats even at twice today's best rate.
+    new_count = max(20_000 * args.wrk_duration, 1000)
+    rows: list[dict[str, Any]] = []
+    scratch = out_dir / "wrk"
+    scratch.mkdir(parents=True, exist_ok=True)
+    for round_no in range(1, args.wrk_rounds + 1):
+        bare_rps = None
+        for scenario in wrk.wrk_scenarios(args.wrk_connections):
+            url, pid = servers[scenario.server]
+            lines = bodies.lines(scenario, 16 if scenario.body == "batch" else new_count)
+            cpu_before = tree_cpu_seconds(pid)
+            sample, report = wrk.run_wrk(url, scenario, lines, args.wrk_duration, scratch)
+            cpu_after = tree_cpu_seconds(pid)
+            (scratch / f"{scenario.name}_r{round_no}.txt").write_text(report)
+            if cpu_before is not None and cpu_after is not None:
+                sample.server_cpu_s = cpu_after - cpu_before
+            if scenario.name == "bare":
+                bare_rps = sample.rps
+            row = {"round": round_no, "scenario": scenario.name, "title": scenario.title,
+                   "connections": scenario.connections, "batch_size": scenario.batch_size,
+                   "requests": sample.requests, "errors": sample.errors,
+                   "rps": round(sample.rps, 1),
+                   "flights_per_s": round(sample.rps * scenario.batch_size),
+                   "share_of_bare": round(sample.rps / bare_rps, 3) if bare_rps else None,
+                   "p50_ms": round(sample.p50_ms, 2), "p99_ms": round(sample.p99_ms, 2),
+                   "server_cpu_us_per_request":
+                       round(sample.server_cpu_s / sample.requests * 1e6)
+                       if sample.server_cpu_s is not None and sample.requests else None,
+                   "distinct_bodies": sample.distinct_bodies}
+            if scenario.body == "new" and sample.requests > len(lines):
+                row["note"] = "bodies repeated: raise the count of new flights"
+            rows.append(row)
+            print(f"wrk round {round_no} {scenario.name}: {sample.rps:.0f} req/s "
+                  f"({row['share_of_bare']} of bare), p99 {sample.p99_ms:.1f} ms, "
+                  f"{sample.errors} errors, {row['server_cpu_us_per_request']} us CPU/request",
+                  flush=True)
+    return rows
+
+
+def start_server(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def wait_workers_loaded(server: subprocess.Popen, log_path: Path, workers: int,
+                        timeout: float) -> None:
+    """Until every worker has logged that it loaded the model (flask_app/__init__.py)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_path.read_text(errors="replace").count("loaded by worker pid") >= workers:
+            return
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited with {server.returncode}")
+        time.sleep(0.01)
+    raise RuntimeError(f"not all {workers} workers loaded the model in {timeout} s")
+
+
+def worker_memory(master_pid: int) -> list[dict[str, float]]:
+    """Each worker's resident (RSS), unique (USS) and proportional (PSS) memory in MiB."""
+    out = []
+    for child in psutil.Process(master_pid).children():
+        info = child.memory_full_info()
+        out.append({"pid": child.pid, "rss_mib": round(info.rss / 2**20, 1),
+                    "uss_mib": round(info.uss / 2**20, 1),
+                    "pss_mib": round(getattr(info, "pss", 0) / 2**20, 1)})
+    return out
+
+
+def write_wrk_report(rows: list[dict[str, Any]], startup: dict[str, Any], reports: Path) -> None:
+    lines = [
+        "", "## wrk (1 thread; ratios to the bare route of the same round)", "",
+        f"Start to ready (process start to every worker's model loaded): "
+        f"{startup['start_to_ready_s']:.2f} s; first /ready answer after "
+        f"{startup['first_ready_s']:.2f} s. Worker memory after the run (RSS / USS / PSS MiB): "
+        + "; ".join(f"{m['rss_mib']:.0f} / {m['uss_mib']:.0f} / {m['pss_mib']:.0f}"
+                    for m in startup["memory_after"]) + ".", "",
+        "| round | scenario | connections | req/s | flights/s | share of bare | p50 ms | "
+        "p99 ms | errors | server CPU µs/request |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        share = "-" if r["share_of_bare"] is None else f"{r['share_of_bare']:.2f}"
+        cpu = "-" if r["server_cpu_us_per_request"] is None \
+            else f"{r['server_cpu_us_per_request']:,}"
+        lines.append(f"| {r['round']} | {r['title']} | {r['connections']} | {r['rps']:,.0f} | "
+                     f"{r['flights_per_s']:,} | {share} | {r['p50_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {r['errors']} | {cpu} |")
+    with (reports / "bench.md").open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                         default=int(os.environ.get("BENCH_DURATION", 10)),
                         help="s per scenario and round")
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)),
-                        help="interleaved rounds of all scenarios")
+                        help="interleaved rounds of all scenarios (0: no Locust scenarios)")
     parser.add_argument("--warmup", type=int,
                         default=int(os.environ.get("BENCH_WARMUP", 10)),
                         help="s of the same load run first and not measured (0: none)")
@@ -290,35 +406,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int,
                         default=int(os.environ.get("BENCH_PROCESSES", 1)),
                         help="Locust processes (--processes); 1 measured best here")
+    parser.add_argument("--wrk-rounds", type=int,
+                        default=int(os.environ.get("BENCH_WRK_ROUNDS", 1)),
+                        help="rounds of the wrk scenarios (0: none)")
+    parser.add_argument("--wrk-duration", type=int,
+                        default=int(os.environ.get("BENCH_WRK_DURATION", 10)))
+    parser.add_argument("--wrk-connections", type=int, default=64)
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.duration < 1:
-        parser.error("--rounds and --duration must be at least 1")
+    if args.rounds < 0 or args.duration < 1 or args.wrk_rounds < 0 or args.wrk_duration < 1:
+        parser.error("--rounds/--wrk-rounds must be >= 0 and durations >= 1")
+    if not args.rounds and not args.wrk_rounds:
+        parser.error("nothing to measure: --rounds and --wrk-rounds are both 0")
 
     out_dir = args.reports / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scl-bench-") as scratch:
         model_dir, tiny = model_dir_or_tiny(args.model_dir, Path(scratch))
-        port = free_port()
+        port, bare_port = free_port(), free_port()
         env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "MODEL_DIR": str(model_dir)}
-        log_path = out_dir / "server.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen([str(GUNICORN), "--config", "gunicorn.conf.py"],
-                                      cwd=REPO_ROOT, env=env, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        workers = int(env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+        log_path, bare_log = out_dir / "server.log", out_dir / "bare.log"
+        started = time.monotonic()
+        server = start_server([str(GUNICORN), "--config", "gunicorn.conf.py"], env, log_path)
         url = f"http://127.0.0.1:{port}"
+        bare = quiet = None
         results: list[Result] = []
+        wrk_rows: list[dict[str, Any]] = []
         try:
             wait_ready(url, server, log_path, timeout=120)
-            results = measure(url, scenarios(args.users), args, out_dir, server.pid)
+            first_ready = time.monotonic() - started
+            wait_workers_loaded(server, log_path, workers, timeout=120)
+            startup = {"start_to_ready_s": round(time.monotonic() - started, 3),
+                       "first_ready_s": round(first_ready, 3),
+                       "memory_at_ready": worker_memory(server.pid)}
+            # Started only now, so the start-up time above is the service's own.
+            # The reference: stock gevent worker, no config file (Gunicorn would read ours).
+            bare = start_server([str(GUNICORN), "--config", "/dev/null", "-k", "gevent",
+                                 "-w", str(workers), "-b", f"127.0.0.1:{bare_port}",
+                                 "load.bare_app:app"], env, bare_log)
+            bare_url = f"http://127.0.0.1:{bare_port}"
+            # The service without its request log, for the log's cost (/health vs this).
+            quiet_port = free_port()
+            quiet_log = out_dir / "quiet.log"
+            quiet_env = {**env, "PORT": str(quiet_port), "LOG_LEVEL": "WARNING"}
+            quiet = start_server([str(GUNICORN), "--config", "gunicorn.conf.py"], quiet_env,
+                                 quiet_log)
+            quiet_url = f"http://127.0.0.1:{quiet_port}"
+            wait_ready(bare_url, bare, bare_log, timeout=120)
+            wait_ready(quiet_url, quiet, quiet_log, timeout=120)
+            servers = {"service": (url, server.pid), "bare": (bare_url, bare.pid),
+                       "quiet": (quiet_url, quiet.pid)}
+            feature_spec = json.loads((model_dir / "metadata.json").read_text())["feature_spec"]
+            if args.wrk_rounds:
+                wrk_rows = measure_wrk(servers, feature_spec, args, out_dir)
+            if args.rounds:
+                results = measure(servers, scenarios(args.users), args, out_dir)
+            startup["memory_after"] = worker_memory(server.pid)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            for process in (server, bare, quiet):
+                if process is not None:
+                    stop_server(process)
         server_log = log_path.read_text(errors="replace")
     import locust
 
@@ -330,11 +479,13 @@ def main(argv: list[str] | None = None) -> int:
                               for line in server_log.splitlines() if "Using worker: " in line),
                              "unknown"),
         "model_version": json.loads((model_dir / "metadata.json").read_text())["model_version"]
-        if not tiny else "tiny", "tiny_model": tiny,
+        if not tiny else "tiny", "tiny_model": tiny, "startup": startup, "wrk": wrk_rows,
     }
     write_reports(results, meta, args.reports)
+    write_wrk_report(wrk_rows, startup, args.reports)
     print((args.reports / "bench.md").read_text())
-    return 1 if any(r.failures for r in results) else 0
+    failed = any(r.failures for r in results) or any(r["errors"] for r in wrk_rows)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

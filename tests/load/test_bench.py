@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from load import bench
+from load import bench, wrk
 
 SCENARIO = bench.Scenario("single", "POST /predict, 1 flight", "single", users=4)
 
@@ -72,12 +72,13 @@ def test_server_cpu_pools_into_microseconds_per_request_and_cores() -> None:
 @pytest.mark.server
 def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path,
                                                             tmp_path: Path) -> None:
-    code = bench.main(["--duration", "1", "--rounds", "2", "--warmup", "0", "--users", "2",
+    code = bench.main(["--duration", "2", "--rounds", "2", "--warmup", "0", "--users", "2",
+                       "--wrk-duration", "1", "--wrk-connections", "4",
                        "--model-dir", str(tiny_model_dir), "--reports", str(tmp_path)])
     assert code == 0  # no failures anywhere
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [r["scenario"] for r in report["results"]] == [
-        "health", "single", "single_unique", "batch100", "batch1000"]
+        "bare", "health", "single", "single_unique", "batch100", "batch1000"]
     assert report["rounds"] == 2 and report["workers"] >= 1
     for result in report["results"]:
         assert len(result["rps_by_round"]) == 2
@@ -89,11 +90,51 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
     table = (tmp_path / "bench.md").read_text()
     assert "% by round" in table and "POST /predict, batch of 1,000" in table
     assert "server CPU µs/request" in table
+    # The wrk scenarios: every one ran without errors, each with its share of the bare route.
+    rows = report["wrk"]
+    assert [r["scenario"] for r in rows] == [
+        "bare", "health", "health_quiet", "single", "single_new", "batch1000"]
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows)
+    assert rows[0]["share_of_bare"] == 1.0 and all(r["share_of_bare"] > 0 for r in rows)
+    # Every new flight was new: more distinct bodies than requests.
+    new = rows[4]
+    assert new["distinct_bodies"] >= new["requests"] and "note" not in new
+    startup = report["startup"]
+    assert 0 < startup["first_ready_s"] <= startup["start_to_ready_s"]
+    assert all(m["rss_mib"] > 0 for m in startup["memory_after"])
 
 
-@pytest.mark.parametrize("flag", ["--rounds", "--duration"])
-def test_a_bench_with_nothing_to_measure_is_refused(flag: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [["--rounds", "0", "--wrk-rounds", "0"], ["--duration", "0"],
+                                   ["--wrk-duration", "0"]])
+def test_a_bench_with_nothing_to_measure_is_refused(flags: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stopped:
-        bench.main([flag, "0", "--reports", str(tmp_path)])
+        bench.main([*flags, "--reports", str(tmp_path)])
     assert stopped.value.code == 2
     assert not (tmp_path / "bench.json").exists()
+
+
+WRK_REPORT = """Running 10s test @ http://127.0.0.1:8000
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.42ms    1.03ms  20.32ms   87.33%
+    Req/Sec    10.01k   412.39    10.55k    92.00%
+  Latency Distribution
+     50%  850.00us
+     75%    6.68ms
+     90%    7.27ms
+     99%    1.20s{space}
+  99595 requests in 10.00s, 15.01MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 3
+Requests/sec:   9958.98
+Transfer/sec:      1.50MB
+""".format(space=" ")  # wrk pads a percentile in seconds with a trailing space
+
+
+def test_wrk_reports_are_read_with_their_units_and_errors() -> None:
+    sample = wrk.parse_wrk(WRK_REPORT)
+    assert (sample.requests, sample.seconds, sample.errors) == (99595, 10.0, 6)
+    assert sample.p50_ms == pytest.approx(0.85) and sample.p99_ms == pytest.approx(1200.0)
+    assert sample.rps == pytest.approx(9959.5)
+    with pytest.raises(ValueError):
+        wrk.parse_wrk("wrk: connection refused")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,17 +17,17 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture
-def log_lines():
-    """Lines the request logger writes, formatted by the service's own JSON formatter."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("flask_app.requests")
-    logger.addHandler(handler)
-    try:
-        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    finally:
-        logger.removeHandler(handler)
+def log_lines(capfd):
+    """The request lines the service wrote to file descriptor 2 (stderr), where Gunicorn's
+    log goes too; read at the descriptor, as a log collector would."""
+    capfd.readouterr()  # what came before the test
+
+    def lines() -> list[dict]:
+        err = capfd.readouterr().err
+        return [json.loads(line) for line in err.splitlines()
+                if line.startswith("{") and '"event":"request"' in line]
+
+    return lines
 
 
 def test_one_line_per_request_with_the_operational_fields(client, log_lines, app):
@@ -91,3 +91,18 @@ def test_errors_are_json_too():
                                ("here",), None)
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "boom here" and line["level"] == "ERROR"
+
+
+def test_request_lines_keep_every_field_and_the_formatters_timestamp(client, log_lines):
+    before = datetime.now(UTC)
+    client.get("/health")
+    after = datetime.now(UTC)
+    (line,) = log_lines()
+    assert list(line) == ["ts", "level", "logger", "event", "request_id", "method", "route",
+                          "path", "status", "latency_ms", "batch_size", "pid", "model_version"]
+    assert (line["level"], line["logger"], line["event"]) == ("INFO", "flask_app.requests",
+                                                               "request")
+    # The same shape as every other JSON line (JsonFormatter): ISO 8601, milliseconds, UTC.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["ts"])
+    stamp = datetime.fromisoformat(line["ts"])
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= stamp <= after
