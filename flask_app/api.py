@@ -61,8 +61,8 @@ def parse_flights(body: dict[str, Any]) -> list[dict[str, Any]]:
     """Validate a single flight or a ``{"flights": [...]}`` batch into a list of flights."""
     schemas: Schemas = current_app.extensions[SCHEMAS]
     if "flights" in body:
-        return schemas.load_batch(body)
-    return [schemas.load_flight(body)]
+        return schemas.batch.load(body)["flights"]
+    return [schemas.flight.load(body)]
 
 
 def check_explain_size(count: int) -> None:

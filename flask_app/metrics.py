@@ -52,9 +52,6 @@ PREDICTIONS = Counter("scl_delay_predictions_total",
 # (flask_app/coalesce.py); near 1 under light load, tens under heavy load.
 BOOSTER_CALLS = Counter("scl_delay_booster_calls_total", "XGBoost prediction calls made")
 BOOSTER_ROWS = Counter("scl_delay_booster_rows_total", "Flights passed to XGBoost prediction calls")
-# Small calls scored by ONNX Runtime instead (flask_app/onnx_model.py); not in the two above.
-ONNX_CALLS = Counter("scl_delay_onnx_calls_total",
-                     "Prediction calls scored by ONNX Runtime (small calls; XGBoost does the rest)")
 # Repeats answered from flask_app/answers.py; against flights scored, the cache's hit rate.
 ANSWERS_REUSED = Counter("scl_delay_answers_reused_total",
                          "Single-flight answers served again for a repeated request body")

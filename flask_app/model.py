@@ -19,9 +19,7 @@ from flask_app.answers import AnswerCache
 from flask_app.coalesce import PredictionCoalescer
 from flask_app.errors import ApiError
 from flask_app.explain import Explainer
-from flask_app.metrics import BOOSTER_CALLS, BOOSTER_ROWS, ONNX_CALLS
-from flask_app.onnx_model import MAX_ROWS as ONNX_MAX_ROWS
-from flask_app.onnx_model import OnnxPredictor, load_onnx
+from flask_app.metrics import BOOSTER_CALLS, BOOSTER_ROWS
 from training.artifacts import Artifact, load_artifact
 
 EXTENSION = "delay_model"
@@ -32,21 +30,15 @@ SINGLE_FLIGHT_CACHE = 16384
 class DelayModel:
     """An artifact plus the prediction call the views use."""
 
-    def __init__(self, artifact: Artifact, coalesce: bool = False,
-                 fast: OnnxPredictor | None = None) -> None:
+    def __init__(self, artifact: Artifact, coalesce: bool = False) -> None:
         self.artifact = artifact
         self.spec = artifact.spec
         self.booster = artifact.booster
         self.version = artifact.version
         self.threshold = artifact.threshold
         self.metadata = artifact.metadata
-        # Small calls through ONNX Runtime when the artifact has a matching model.onnx
-        # (flask_app/onnx_model.py), larger ones through XGBoost.
-        self.fast = fast
-        # Under gevent, concurrent requests share one call (flask_app/coalesce.py): it still
-        # pays with ONNX Runtime, whose one-row calls under load mostly wait on memory for
-        # the trees (docs/performance.md).
-        self._coalescer = PredictionCoalescer(self._score) if coalesce else None
+        # Under gevent, concurrent requests share booster calls (flask_app/coalesce.py).
+        self._coalescer = PredictionCoalescer(self._booster_predict) if coalesce else None
         # Per worker, per model: a reload builds a new DelayModel and so fresh caches.
         self._predict_row = lru_cache(maxsize=SINGLE_FLIGHT_CACHE)(self._predict_encoded_row)
         # Whole answers to repeated single-flight bodies (flask_app/answers.py); they name this
@@ -58,24 +50,17 @@ class DelayModel:
         matrix = self.spec.encode(flights)
         if len(matrix) == 1:
             return self._predict_row(matrix.tobytes())
-        return self._predict_matrix(matrix)
-
-    def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        if self._coalescer is not None:
-            return self._coalescer.predict(matrix)
-        return self._score(matrix)
-
-    def _score(self, matrix: np.ndarray) -> np.ndarray:
-        """One call of the runtime that is cheaper for this many rows."""
-        if self.fast is not None and len(matrix) <= ONNX_MAX_ROWS:
-            ONNX_CALLS.inc()
-            return self.fast.predict(matrix)
-        return self._booster_predict(matrix)
+        return self._run_booster(matrix)
 
     def _booster_predict(self, matrix: np.ndarray) -> np.ndarray:
         BOOSTER_CALLS.inc()
         BOOSTER_ROWS.inc(len(matrix))
         return self.booster.inplace_predict(matrix, validate_features=False)
+
+    def _run_booster(self, matrix: np.ndarray) -> np.ndarray:
+        if self._coalescer is not None:
+            return self._coalescer.predict(matrix)
+        return self._booster_predict(matrix)
 
     def _predict_encoded_row(self, row: bytes) -> np.ndarray:
         """The booster's answer for one encoded row (the bytes of a float32 1 x n matrix).
@@ -90,7 +75,7 @@ class DelayModel:
         matrix = np.frombuffer(row, dtype=np.float32).reshape(1, -1)
         # A copy: under coalescing the booster's output is a slice of an array shared with
         # other requests (up to thousands of rows), which a cached view would keep alive.
-        out = self._predict_matrix(matrix).copy()
+        out = self._run_booster(matrix).copy()
         out.setflags(write=False)
         return out
 
@@ -105,14 +90,10 @@ class DelayModel:
 
 def init_app(app: Flask) -> None:
     """Load the model named by ``MODEL_DIR``; a bad artifact raises and stops start-up."""
-    if not app.config["LOAD_MODEL"]:
-        app.extensions[EXTENSION] = None
-        return
-    artifact = load_artifact(app.config["MODEL_DIR"])
-    # Small calls through ONNX Runtime if MODEL_DIR holds a model.onnx made from this booster.
-    fast = load_onnx(app.config["MODEL_DIR"], artifact)
-    app.extensions[EXTENSION] = DelayModel(
-        artifact, coalesce=coalescing_enabled(app.config["PREDICT_COALESCING"]), fast=fast)
+    app.extensions[EXTENSION] = (
+        DelayModel(load_artifact(app.config["MODEL_DIR"]),
+                   coalesce=coalescing_enabled(app.config["PREDICT_COALESCING"]))
+        if app.config["LOAD_MODEL"] else None)
 
 
 def coalescing_enabled(setting: str) -> bool:
