@@ -2,9 +2,8 @@
 
 Clients of a departure board send the same few thousand bodies again and again. The row cache
 in ``flask_app/model.py`` already spares the booster for those, but each repeat still paid for
-parsing, marshmallow validation, encoding and JSON output: ~105 µs of server CPU per request
-under Locust (board of departures, 64 users; median of five runs alternating with the code
-before), an eighth of what such a request cost in all (README: Performance, item 1).
+parsing, marshmallow validation, encoding and JSON output, about an eighth of such a request's
+server CPU (docs/performance.md, whole-answer cache).
 
 What is kept is the JSON the view produced for the first request with those bytes. Parsing and
 validation are pure functions of the bytes (the view checks the headers before looking here),

@@ -1,8 +1,8 @@
 """Adaptive batching: concurrent requests in one gevent worker share one XGBoost call.
 
-Every ``inplace_predict`` call pays a fixed ~0.4 ms (measured on the shipped 672-tree model:
-one row costs 0.45 ms, a thousand rows 16 ms), so under load a worker answering single flights
-one call at a time spends most of its CPU on that fixed cost. Here a request hands its encoded
+Every ``inplace_predict`` call pays a fixed cost far larger than one row's share
+(docs/performance.md), so under load a worker answering single flights one call at a time
+spends most of its CPU on that fixed cost. Here a request hands its encoded
 rows to a per-worker :class:`PredictionCoalescer` and waits; a runner greenlet first lets every
 other runnable greenlet of the worker reach the same point (it waits for the next turn of the
 event loop, after the loop has polled for requests that have arrived meanwhile), then

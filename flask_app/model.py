@@ -65,9 +65,9 @@ class DelayModel:
     def _predict_encoded_row(self, row: bytes) -> np.ndarray:
         """The booster's answer for one encoded row (the bytes of a float32 1 x n matrix).
 
-        Each ``inplace_predict`` call costs a fixed ~0.3-0.5 ms of setup (array interface and
-        config as JSON, predictor setup) however small the input, which dominated single-flight
-        requests in the profile. Single flights repeat (the same route and month, often with no
+        Each ``inplace_predict`` call pays a fixed setup cost (array interface and config as
+        JSON, predictor setup) however small the input, which dominated single-flight requests
+        in the profile. Single flights repeat (the same route and month, often with no
         departure time), so ``__init__`` wraps this in an LRU cache keyed by the exact encoded
         bytes: a hit returns the very array the booster returned for those bytes (read-only,
         so no caller can alter a cached answer).

@@ -184,8 +184,8 @@ def build_schemas(spec: FeatureSpec, max_batch_size: int) -> Schemas:
         }
 
         # Nested(many=True), not List(Nested): one schema pass over the whole list instead of
-        # one full schema load per item; the same errors (keyed by index), ~30 % less time for
-        # a 1,000-flight batch (README: Performance).
+        # one full schema load per item; the same errors (keyed by index), in less time
+        # (docs/performance.md, validation).
         flights = fields.Nested(
             flight_cls, many=True, required=True,
             validate=validate.Length(
