@@ -70,7 +70,7 @@ def check_explain_size(count: int) -> None:
     limit = current_app.config["MAX_EXPLAIN_BATCH"]
     if count > limit:
         message = (f"explain=true takes at most {limit} flights per request (got {count}): "
-                   "explanations cost ~5 ms per flight; split the batch or drop explain")
+                   "an explanation costs many predictions; split the batch or drop explain")
         raise ApiError(400, message, {"explain": [message]})
 
 
