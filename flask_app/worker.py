@@ -311,10 +311,41 @@ class BurstAcceptingServer(PyWSGIServer):
             share.opened()
         return accepted
 
+    def do_handle(self, *args: Any) -> None:
+        """Start the new connection's greenlet with the loop's next round of timers, not in
+        gevent's callback queue.
+
+        gevent starts a spawned greenlet from its callback queue, which a loop turn runs for
+        only ``sys.getswitchinterval()`` (5 ms, checked every 50 callbacks) before polling,
+        so at most 50 new connections a turn got their first request read. The kept-alive
+        connections wait for their turn on a timer (``FAIR_YIELD``), and every expired timer
+        runs in the same turn; with 1,000 connections a turn lasts ~0.5 s, and the last of a
+        2,000-connection burst waited 5 s for their first answer (docs/reliability.md). A
+        timer puts a new connection in the same round as the ones already served."""
+        pool = self.pool
+        if pool is None:
+            super().do_handle(*args)
+            return
+        glet = pool.greenlet_class(_handle_then_close, self._handle, self.do_close, args)
+        try:
+            pool.add(glet, blocking=False)  # _do_read checked full() before accepting
+        except BaseException:
+            self.do_close(*args)
+            raise
+        glet.start_later(0)
+
     def do_close(self, *args: Any) -> None:
         super().do_close(*args)
         if self.share is not None:
             self.share.closed()
+
+
+def _handle_then_close(handle: Any, close: Any, args: tuple) -> None:
+    """A connection's greenlet: serve it, then close it whatever happened."""
+    try:
+        handle(*args)
+    finally:
+        close(*args)
 
 
 def keepalive_requests() -> int:
