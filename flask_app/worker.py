@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -301,7 +303,7 @@ class BurstAcceptingServer(PyWSGIServer):
         """Accept one connection, unless this worker already holds its share: then leave the
         socket to its siblings for a moment (their accept takes the connection)."""
         share = self.share
-        if share is not None and not share.may_accept():
+        if share is not None and not share.may_accept(self.waiting()):
             self.stop_accepting()
             self._timer = self.loop.timer(self.share_recheck)
             self._timer.start(self._start_accepting_if_started)
@@ -310,6 +312,16 @@ class BurstAcceptingServer(PyWSGIServer):
         if accepted and share is not None:
             share.opened()
         return accepted
+
+    def waiting(self) -> int:
+        """Connections in the listening socket's accept queue: Linux reports it in TCP_INFO
+        (``tcpi_unacked`` of a listening socket, what ``ss -lnt`` shows as Recv-Q); 1 where it
+        cannot be read, which makes the share count only what the workers hold."""
+        try:
+            info = self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+            return struct.unpack_from("=I", info, 24)[0]
+        except (AttributeError, OSError, struct.error):
+            return 1
 
     def do_handle(self, *args: Any) -> None:
         """Start the new connection's greenlet with the loop's next round of timers, not in
