@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -301,7 +303,7 @@ class BurstAcceptingServer(PyWSGIServer):
         """Accept one connection, unless this worker already holds its share: then leave the
         socket to its siblings for a moment (their accept takes the connection)."""
         share = self.share
-        if share is not None and not share.may_accept():
+        if share is not None and not share.may_accept(self.waiting()):
             self.stop_accepting()
             self._timer = self.loop.timer(self.share_recheck)
             self._timer.start(self._start_accepting_if_started)
@@ -311,10 +313,51 @@ class BurstAcceptingServer(PyWSGIServer):
             share.opened()
         return accepted
 
+    def waiting(self) -> int:
+        """Connections in the listening socket's accept queue: Linux reports it in TCP_INFO
+        (``tcpi_unacked`` of a listening socket, what ``ss -lnt`` shows as Recv-Q); 1 where it
+        cannot be read, which makes the share count only what the workers hold."""
+        try:
+            info = self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+            return struct.unpack_from("=I", info, 24)[0]
+        except (AttributeError, OSError, struct.error):
+            return 1
+
+    def do_handle(self, *args: Any) -> None:
+        """Start the new connection's greenlet with the loop's next round of timers, not in
+        gevent's callback queue.
+
+        gevent starts a spawned greenlet from its callback queue, which a loop turn runs for
+        only ``sys.getswitchinterval()`` (5 ms, checked every 50 callbacks) before polling,
+        so at most 50 new connections a turn got their first request read. The kept-alive
+        connections wait for their turn on a timer (``FAIR_YIELD``), and every expired timer
+        runs in the same turn; with 1,000 connections a turn lasts ~0.5 s, and the last of a
+        2,000-connection burst waited 5 s for their first answer (docs/reliability.md). A
+        timer puts a new connection in the same round as the ones already served."""
+        pool = self.pool
+        if pool is None:
+            super().do_handle(*args)
+            return
+        glet = pool.greenlet_class(_handle_then_close, self._handle, self.do_close, args)
+        try:
+            pool.add(glet, blocking=False)  # _do_read checked full() before accepting
+        except BaseException:
+            self.do_close(*args)
+            raise
+        glet.start_later(0)
+
     def do_close(self, *args: Any) -> None:
         super().do_close(*args)
         if self.share is not None:
             self.share.closed()
+
+
+def _handle_then_close(handle: Any, close: Any, args: tuple) -> None:
+    """A connection's greenlet: serve it, then close it whatever happened."""
+    try:
+        handle(*args)
+    finally:
+        close(*args)
 
 
 def keepalive_requests() -> int:

@@ -91,6 +91,33 @@ def test_a_burst_is_split_in_large_steps_not_one_by_one():
     assert taken == 1285
 
 
+def test_a_queued_burst_counts_in_the_share_so_each_worker_takes_its_part_at_once():
+    table = ShareTable(slots=2)
+    a = WorkerShare(table, table.assign(set()), 1)
+    b = WorkerShare(table, table.assign({0}), 2)
+    a.set_state(ACCEPTING)
+    b.set_state(ACCEPTING)
+    queued = 2000
+    while a.may_accept(queued):  # a's turn sees the whole burst in the listen queue
+        a.opened()
+        queued -= 1
+    # fair = (held + queued) / 2 = 1000 throughout; a stops past 1000 + 1000/8 = 1125
+    assert a.open == 1125
+    while queued and b.may_accept(queued):  # b's turn takes the rest
+        b.opened()
+        queued -= 1
+    assert (b.open, queued) == (875, 0)
+    # Where the queue's length cannot be read (1 is assumed) a stops at 2 in its first turn.
+    table = ShareTable(slots=2)
+    c = WorkerShare(table, table.assign(set()), 3)
+    d = WorkerShare(table, table.assign({0}), 4)
+    c.set_state(ACCEPTING)
+    d.set_state(ACCEPTING)
+    while c.may_accept():
+        c.opened()
+    assert (c.open, d.open) == (2, 0)
+
+
 # --- request deadlines -----------------------------------------------------------------------
 
 def read_all(sock: socket.socket, limit: float) -> tuple[bytes, float]:
