@@ -7,6 +7,12 @@ against it. Load generator and server share the machine's cores, as they would i
 
     python -m load.bench [--duration 10] [--rounds 3] [--warmup 10] [--users 64]
                          [--processes 1] [--model-dir DIR]
+                         [--wrk-scenarios health,health_quiet] [--against ../other-checkout]
+
+``--against DIR`` judges a change: the service (and its quiet twin) is also started from
+another checkout (same venv, same model), and every wrk scenario on the service runs on both,
+this checkout's first and the other's right after, round after round: old and new alternate
+within one run, so their ratio is free of the minute-to-minute drift.
 
 The scenarios run in ``--rounds`` interleaved rounds (health, single, ..., batch; then again),
 each scenario ``--duration`` seconds per round. On a shared machine the speed drifts by 15-25 %
@@ -299,40 +305,63 @@ def measure_wrk(servers: dict[str, tuple[str, int]], feature_spec: dict[str, Any
     for round_no in range(1, args.wrk_rounds + 1):
         bare_rps = None
         for scenario in wrk.wrk_scenarios(args.wrk_connections):
+            if args.wrk_scenarios and scenario.name not in args.wrk_scenarios:
+                continue
             url, pid = servers[scenario.server]
-            lines = bodies.lines(scenario, 16 if scenario.body == "batch" else new_count)
-            cpu_before = tree_cpu_seconds(pid)
-            sample, report = wrk.run_wrk(url, scenario, lines, args.wrk_duration, scratch)
-            cpu_after = tree_cpu_seconds(pid)
-            (scratch / f"{scenario.name}_r{round_no}.txt").write_text(report)
-            if cpu_before is not None and cpu_after is not None:
-                sample.server_cpu_s = cpu_after - cpu_before
-            if scenario.name == "bare":
-                bare_rps = sample.rps
-            row = {"round": round_no, "scenario": scenario.name, "title": scenario.title,
-                   "connections": scenario.connections, "batch_size": scenario.batch_size,
-                   "requests": sample.requests, "errors": sample.errors,
-                   "rps": round(sample.rps, 1),
-                   "flights_per_s": round(sample.rps * scenario.batch_size),
-                   "share_of_bare": round(sample.rps / bare_rps, 3) if bare_rps else None,
-                   "p50_ms": round(sample.p50_ms, 2), "p99_ms": round(sample.p99_ms, 2),
-                   "server_cpu_us_per_request":
-                       round(sample.server_cpu_s / sample.requests * 1e6)
-                       if sample.server_cpu_s is not None and sample.requests else None,
-                   "distinct_bodies": sample.distinct_bodies}
-            if scenario.body == "new" and sample.requests > len(lines):
-                row["note"] = "bodies repeated: raise the count of new flights"
-            rows.append(row)
-            print(f"wrk round {round_no} {scenario.name}: {sample.rps:.0f} req/s "
-                  f"({row['share_of_bare']} of bare), p99 {sample.p99_ms:.1f} ms, "
-                  f"{sample.errors} errors, {row['server_cpu_us_per_request']} us CPU/request",
-                  flush=True)
+            checkouts = [("", url, pid)]
+            if f"{scenario.server}@against" in servers:
+                checkouts.append(("@against", *servers[f"{scenario.server}@against"]))
+            if round_no % 2 == 0:  # the two checkouts take turns at going first
+                checkouts.reverse()
+            for suffix, url, pid in checkouts:
+                # Each checkout gets bodies of its own: both see only flights new to them.
+                lines = bodies.lines(scenario, 16 if scenario.body == "batch" else new_count)
+                row = run_wrk_once(url, pid, scenario, lines, args, scratch, round_no, suffix,
+                                   bare_rps)
+                if scenario.name == "bare":
+                    bare_rps = row["rps"]
+                rows.append(row)
     return rows
 
 
-def start_server(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def run_wrk_once(url: str, pid: int, scenario: wrk.WrkScenario, lines: list[bytes],
+                 args: argparse.Namespace, scratch: Path, round_no: int, suffix: str,
+                 bare_rps: float | None) -> dict[str, Any]:
+    """One wrk scenario against one server: its row of the report (``suffix`` marks the
+    ``--against`` checkout's rows)."""
+    cpu_before = tree_cpu_seconds(pid)
+    sample, report = wrk.run_wrk(url, scenario, lines, args.wrk_duration, scratch)
+    cpu_after = tree_cpu_seconds(pid)
+    (scratch / f"{scenario.name}{suffix}_r{round_no}.txt").write_text(report)
+    if cpu_before is not None and cpu_after is not None:
+        sample.server_cpu_s = cpu_after - cpu_before
+    if scenario.name == "bare":
+        bare_rps = sample.rps
+    row = {"round": round_no, "scenario": scenario.name + suffix,
+           "title": scenario.title + (f" [{args.against}]" if suffix else ""),
+           "connections": scenario.connections, "batch_size": scenario.batch_size,
+           "requests": sample.requests, "errors": sample.errors,
+           "rps": round(sample.rps, 1),
+           "flights_per_s": round(sample.rps * scenario.batch_size),
+           "share_of_bare": round(sample.rps / bare_rps, 3) if bare_rps else None,
+           "p50_ms": round(sample.p50_ms, 2), "p99_ms": round(sample.p99_ms, 2),
+           "server_cpu_us_per_request":
+               round(sample.server_cpu_s / sample.requests * 1e6)
+               if sample.server_cpu_s is not None and sample.requests else None,
+           "distinct_bodies": sample.distinct_bodies}
+    if scenario.body == "new" and sample.requests > len(lines):
+        row["note"] = "bodies repeated: raise the count of new flights"
+    print(f"wrk round {round_no} {row['scenario']}: {sample.rps:.0f} req/s "
+          f"({row['share_of_bare']} of bare), p99 {sample.p99_ms:.1f} ms, "
+          f"{sample.errors} errors, {row['server_cpu_us_per_request']} us CPU/request",
+          flush=True)
+    return row
+
+
+def start_server(cmd: list[str], env: dict[str, str], log_path: Path,
+                 cwd: Path = REPO_ROOT) -> subprocess.Popen:
     with log_path.open("wb") as log:
-        return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -412,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-duration", type=int,
                         default=int(os.environ.get("BENCH_WRK_DURATION", 10)))
     parser.add_argument("--wrk-connections", type=int, default=64)
+    parser.add_argument("--wrk-scenarios", type=lambda text: set(text.split(",")),
+                        default=None, help="comma-separated wrk scenario names (default: all)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout whose service runs every wrk scenario too, "
+                             "alternating with this one (before/after in one run)")
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
     args = parser.parse_args(argv)
@@ -419,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds/--wrk-rounds must be >= 0 and durations >= 1")
     if not args.rounds and not args.wrk_rounds:
         parser.error("nothing to measure: --rounds and --wrk-rounds are both 0")
+    known = {s.name for s in wrk.wrk_scenarios()}
+    if args.wrk_scenarios and not args.wrk_scenarios <= known:
+        parser.error(f"unknown wrk scenario(s) {sorted(args.wrk_scenarios - known)}; "
+                     f"known: {sorted(known)}")
+    if args.against is not None and not (args.against / "gunicorn.conf.py").is_file():
+        parser.error(f"--against {args.against}: no gunicorn.conf.py there")
 
     out_dir = args.reports / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -432,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         server = start_server([str(GUNICORN), "--config", "gunicorn.conf.py"], env, log_path)
         url = f"http://127.0.0.1:{port}"
         bare = quiet = None
+        against: list[subprocess.Popen] = []
         results: list[Result] = []
         wrk_rows: list[dict[str, Any]] = []
         try:
@@ -458,6 +499,18 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(quiet_url, quiet, quiet_log, timeout=120)
             servers = {"service": (url, server.pid), "bare": (bare_url, bare.pid),
                        "quiet": (quiet_url, quiet.pid)}
+            if args.against is not None:
+                for name, extra in (("service", {}), ("quiet", {"LOG_LEVEL": "WARNING"})):
+                    other_port = free_port()
+                    other_log = out_dir / f"{name}_against.log"
+                    other = start_server(
+                        [str(GUNICORN), "--config", "gunicorn.conf.py"],
+                        {**env, **extra, "PORT": str(other_port)}, other_log,
+                        cwd=args.against.resolve())
+                    against.append(other)
+                    other_url = f"http://127.0.0.1:{other_port}"
+                    wait_ready(other_url, other, other_log, timeout=120)
+                    servers[f"{name}@against"] = (other_url, other.pid)
             feature_spec = json.loads((model_dir / "metadata.json").read_text())["feature_spec"]
             if args.wrk_rounds:
                 wrk_rows = measure_wrk(servers, feature_spec, args, out_dir)
@@ -465,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                 results = measure(servers, scenarios(args.users), args, out_dir)
             startup["memory_after"] = worker_memory(server.pid)
         finally:
-            for process in (server, bare, quiet):
+            for process in (server, bare, quiet, *against):
                 if process is not None:
                     stop_server(process)
         server_log = log_path.read_text(errors="replace")
