@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    missing,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from training.features import FLIGHT_TYPES, MONTHS, OPTIONAL_INPUTS, REQUIRED_INPUTS, FeatureSpec
 
@@ -22,7 +31,35 @@ DEPARTURE_FORMATS: tuple[str, ...] = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
 _DEPARTURE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?")
 
 
-class StrictInteger(fields.Integer):
+class ShortPathField(fields.Field):
+    """A field whose ``deserialize`` skips the steps it has no use for.
+
+    marshmallow's ``Field.deserialize`` runs the field's own pre_load and post_load hooks
+    (lists these fields never fill) and validates "missing" and null through two helper calls;
+    per flight and field, that generic path was a fifth of a batch's validation. Here the same
+    steps run in the same order with the same error messages (``make_error``), and a field
+    given hooks takes marshmallow's own path.
+    """
+
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None,
+                    **kwargs: Any) -> Any:
+        if self.pre_load or self.post_load:
+            return super().deserialize(value, attr, data, **kwargs)
+        if value is missing:
+            if self.required:
+                raise self.make_error("required")
+            default = self.load_default
+            return default() if callable(default) else default
+        if value is None:
+            if self.allow_none:
+                return None
+            raise self.make_error("null")
+        output = self._deserialize(value, attr, data, **kwargs)
+        self._validate(output)
+        return output
+
+
+class StrictInteger(ShortPathField, fields.Integer):
     """An integer that refuses booleans, floats and numeric strings.
 
     marshmallow's ``Integer(strict=True)`` still takes ``true`` (a bool is an int in Python);
@@ -47,7 +84,7 @@ class Month(StrictInteger):
             super()._validate(value)
 
 
-class ScheduledDeparture(fields.Field):
+class ScheduledDeparture(ShortPathField):
     """``YYYY-MM-DD HH:MM[:SS]`` (a ``T`` separator is accepted too) to a naive datetime."""
 
     default_error_messages: ClassVar[dict[str, str]] = {
@@ -98,7 +135,7 @@ def _one_of(choices: tuple[str, ...] | list[str], what: str) -> validate.OneOf:
     return OneOfShortEcho(choices, error=f"Unknown {what} {{input}}; allowed: {shown}.")
 
 
-class Vocabulary(fields.String):
+class Vocabulary(ShortPathField, fields.String):
     """A string from a fixed vocabulary (airlines, flight types, destinations).
 
     The ``OneOf`` validator stays the definition (apispec turns it into the OpenAPI ``enum``,
