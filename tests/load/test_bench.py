@@ -93,11 +93,14 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
     # The wrk scenarios: every one ran without errors, each with its share of the bare route.
     rows = report["wrk"]
     assert [r["scenario"] for r in rows] == [
-        "bare", "health", "health_quiet", "single", "single_new", "batch1000"]
+        "bare", "bare_project", "health", "health_quiet", "single", "single_new", "batch1000"]
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows)
     assert rows[0]["share_of_bare"] == 1.0 and all(r["share_of_bare"] > 0 for r in rows)
+    assert rows[1]["share_of_bare_project"] == 1.0
+    # Each round says how the bare server's workers split its CPU.
+    assert len(rows[0]["worker_split"]) == report["workers"]
     # Every new flight was new: more distinct bodies than requests.
-    new = rows[4]
+    new = rows[5]
     assert new["distinct_bodies"] >= new["requests"] and "note" not in new
     startup = report["startup"]
     assert 0 < startup["first_ready_s"] <= startup["start_to_ready_s"]
@@ -105,27 +108,24 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
 
 
 @pytest.mark.server
-def test_against_another_checkout_alternates_the_two_services(tiny_model_dir: Path,
-                                                              tmp_path: Path) -> None:
-    """``--against`` starts the service from a second checkout (here: this one again) and runs
-    each chosen scenario on both, the other one first in every second round."""
+def test_chosen_scenarios_run_on_both_checkouts(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``--wrk-scenarios`` runs only the named scenarios, ``--baseline-scenarios`` picks which
+    of them also run on the ``--baseline`` checkout (here: this one again), row after row."""
     code = bench.main(["--rounds", "0", "--wrk-rounds", "2", "--wrk-duration", "1",
-                       "--wrk-connections", "4", "--wrk-scenarios", "bare,health,health_quiet",
-                       "--against", str(bench.REPO_ROOT),
+                       "--wrk-connections", "4", "--wrk-scenarios", "bare,health",
+                       "--baseline-scenarios", "health", "--baseline", str(bench.REPO_ROOT),
                        "--model-dir", str(tiny_model_dir), "--reports", str(tmp_path)])
     assert code == 0
     rows = json.loads((tmp_path / "bench.json").read_text())["wrk"]
     assert [(r["round"], r["scenario"]) for r in rows] == [
-        (1, "bare"), (1, "health"), (1, "health@against"), (1, "health_quiet"),
-        (1, "health_quiet@against"),
-        (2, "bare"), (2, "health@against"), (2, "health"), (2, "health_quiet@against"),
-        (2, "health_quiet")]
+        (1, "bare"), (1, "health"), (1, "baseline_health"),
+        (2, "bare"), (2, "health"), (2, "baseline_health")]
     assert all(r["requests"] > 0 and r["errors"] == 0 and r["share_of_bare"] > 0 for r in rows)
 
 
 @pytest.mark.parametrize("flags", [["--rounds", "0", "--wrk-rounds", "0"], ["--duration", "0"],
                                    ["--wrk-duration", "0"], ["--wrk-scenarios", "health,nope"],
-                                   ["--against", "/nonexistent-checkout"]])
+                                   ["--baseline-scenarios", "nope"]])
 def test_a_bench_with_nothing_to_measure_is_refused(flags: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stopped:
         bench.main([*flags, "--reports", str(tmp_path)])
