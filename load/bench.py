@@ -326,7 +326,9 @@ def measure_wrk(servers: dict[str, tuple[str, int]], feature_spec: dict[str, Any
     scratch.mkdir(parents=True, exist_ok=True)
     plan = wrk.wrk_scenarios(args.wrk_connections)
     if "baseline" in servers:
-        plan = wrk.with_baseline(plan)
+        plan = wrk.with_baseline(plan, args.baseline_scenarios or wrk.BASELINE_SCENARIOS)
+    if args.wrk_scenarios:
+        plan = [s for s in plan if s.name.removeprefix("baseline_") in args.wrk_scenarios]
     for round_no in range(1, args.wrk_rounds + 1):
         this_round = []
         for scenario in plan if round_no % 2 else plan[::-1]:
@@ -545,6 +547,10 @@ def write_wrk_report(rows: list[dict[str, Any]], startup: dict[str, Any], report
         handle.write("\n".join(lines) + "\n")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name for name in text.split(",") if name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the fixed benchmark scenarios.")
     parser.add_argument("--duration", type=int,
@@ -572,12 +578,23 @@ def main(argv: list[str] | None = None) -> int:
                         default=os.environ.get("BENCH_BASELINE") or None,
                         help="another checkout (e.g. a `git worktree` of main) whose service is "
                              "booted and measured alternately with this one")
+    parser.add_argument("--wrk-scenarios", type=_names, default=None,
+                        help="comma-separated wrk scenarios to run (default: all)")
+    parser.add_argument("--baseline-scenarios", type=_names, default=None,
+                        help="comma-separated wrk scenarios also run on --baseline "
+                             f"(default: {','.join(wrk.BASELINE_SCENARIOS)})")
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
     args = parser.parse_args(argv)
     if (args.rounds < 0 or args.duration < 1 or args.wrk_rounds < 0 or args.wrk_duration < 1
             or args.startup_rounds < 1):
         parser.error("--rounds/--wrk-rounds must be >= 0, durations and --startup-rounds >= 1")
+    known = {s.name for s in wrk.wrk_scenarios()}
+    for flag, names in (("--wrk-scenarios", args.wrk_scenarios),
+                        ("--baseline-scenarios", args.baseline_scenarios)):
+        if names and not set(names) <= known:
+            parser.error(f"{flag}: unknown scenario(s) {sorted(set(names) - known)}; "
+                         f"known: {', '.join(sorted(known))}")
     if args.baseline is not None and not (args.baseline / "gunicorn.conf.py").is_file():
         parser.error(f"--baseline {args.baseline} is not a checkout (no gunicorn.conf.py)")
     if not args.rounds and not args.wrk_rounds:

@@ -83,13 +83,14 @@ def wrk_scenarios(connections: int = 64) -> list[WrkScenario]:
 BASELINE_SCENARIOS = ("single", "single_new")
 
 
-def with_baseline(scenarios: list[WrkScenario]) -> list[WrkScenario]:
-    """``scenarios`` with a baseline copy right after each of :data:`BASELINE_SCENARIOS`, so
-    old and new code alternate within every round."""
+def with_baseline(scenarios: list[WrkScenario],
+                  names: tuple[str, ...] = BASELINE_SCENARIOS) -> list[WrkScenario]:
+    """``scenarios`` with a baseline copy right after each one named in ``names`` (by default
+    :data:`BASELINE_SCENARIOS`), so old and new code alternate within every round."""
     out = []
     for scenario in scenarios:
         out.append(scenario)
-        if scenario.name in BASELINE_SCENARIOS:
+        if scenario.name in names:
             out.append(replace(scenario, name=f"baseline_{scenario.name}",
                                title=f"{scenario.title} [baseline checkout]",
                                server="baseline"))

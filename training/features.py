@@ -155,7 +155,8 @@ def _calendar_of_year(year: int) -> tuple[tuple[float, float, float, float], ...
 
 def calendar_facts(when: date) -> tuple[float, float, float, float]:
     """``holiday``, ``days_to_holiday``, ``days_since_holiday``, ``long_weekend`` of a date."""
-    return _calendar_of_year(when.year)[when.timetuple().tm_yday - 1]
+    # Day of the year by ordinals: a third of the cost of timetuple().tm_yday, same number.
+    return _calendar_of_year(when.year)[when.toordinal() - date(when.year, 1, 1).toordinal()]
 
 
 def time_features(when: datetime) -> tuple[float, ...]:

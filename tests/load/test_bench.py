@@ -107,8 +107,25 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
     assert all(m["rss_mib"] > 0 for m in startup["memory_after"])
 
 
+@pytest.mark.server
+def test_chosen_scenarios_run_on_both_checkouts(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``--wrk-scenarios`` runs only the named scenarios, ``--baseline-scenarios`` picks which
+    of them also run on the ``--baseline`` checkout (here: this one again), row after row."""
+    code = bench.main(["--rounds", "0", "--wrk-rounds", "2", "--wrk-duration", "1",
+                       "--wrk-connections", "4", "--wrk-scenarios", "bare,health",
+                       "--baseline-scenarios", "health", "--baseline", str(bench.REPO_ROOT),
+                       "--model-dir", str(tiny_model_dir), "--reports", str(tmp_path)])
+    assert code == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["wrk"]
+    assert [(r["round"], r["scenario"]) for r in rows] == [
+        (1, "bare"), (1, "health"), (1, "baseline_health"),
+        (2, "bare"), (2, "health"), (2, "baseline_health")]
+    assert all(r["requests"] > 0 and r["errors"] == 0 and r["share_of_bare"] > 0 for r in rows)
+
+
 @pytest.mark.parametrize("flags", [["--rounds", "0", "--wrk-rounds", "0"], ["--duration", "0"],
-                                   ["--wrk-duration", "0"]])
+                                   ["--wrk-duration", "0"], ["--wrk-scenarios", "health,nope"],
+                                   ["--baseline-scenarios", "nope"]])
 def test_a_bench_with_nothing_to_measure_is_refused(flags: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stopped:
         bench.main([*flags, "--reports", str(tmp_path)])

@@ -129,6 +129,27 @@ def test_batch_lists_every_bad_item_with_its_index(client: FlaskClient) -> None:
         assert path in error["message"]
 
 
+def test_every_month_disagreement_in_a_batch_is_reported_with_its_index(
+        client: FlaskClient) -> None:
+    """The MES/Fecha-I check runs once per batch; each disagreeing flight still gets its own
+    error, under its own index, worded as for a single flight."""
+    march = {**LATAM, "MES": 1, "Fecha-I": "2017-03-01 10:00"}
+    flights = [LATAM, march, {**LATAM, "Fecha-I": "2017-01-09 07:00"}, march, LATAM]
+    error = assert_error(client.post("/predict", json={"flights": flights}), 400)
+    assert error["fields"] == {
+        "flights[1].MES": ["MES 1 disagrees with Fecha-I, which is in month 3."],
+        "flights[3].MES": ["MES 1 disagrees with Fecha-I, which is in month 3."]}
+    single = assert_error(client.post("/predict", json=march), 400)
+    assert single["fields"] == {"MES": error["fields"]["flights[1].MES"]}
+
+
+def test_month_check_waits_for_field_errors(client: FlaskClient) -> None:
+    """As before: while any flight has a field error, the month check reports nothing."""
+    flights = [{**LATAM, "Fecha-I": "2017-03-01 10:00"}, {**LATAM, "OPERA": "Nope"}]
+    error = assert_error(client.post("/predict", json={"flights": flights}), 400)
+    assert set(error["fields"]) == {"flights[1].OPERA"}
+
+
 def test_many_bad_items_keep_the_message_short(client: FlaskClient) -> None:
     flights = [{**LATAM, "MES": 13}] * BATCH_LIMIT
     error = assert_error(client.post("/predict", json={"flights": flights}), 400)
