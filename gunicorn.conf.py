@@ -5,12 +5,17 @@ configuration table). Workers are gevent, so one worker holds thousands of idle 
 while the CPU work (validation, encoding, one XGBoost call) runs between them.
 """
 
+import contextlib
+import gc
+import importlib
 import importlib.util
 import os
+import select
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -33,6 +38,9 @@ env_int, env_choice, LOG_LEVELS = _settings.env_int, _settings.env_choice, _sett
 # a worker's start-up and ~90 MiB of its memory. A None entry in sys.modules makes that import
 # fail as if the package were absent, which XGBoost handles; workers inherit it at the fork.
 sys.modules.setdefault("sklearn", None)
+# Likewise SciPy's special functions: XGBoost imports them only for its scikit-learn wrappers
+# and plotting, inside a try/except ImportError, and serving uses neither (~0.15 s per process).
+sys.modules.setdefault("scipy.special", None)
 
 # XGBoost/OpenMP must not start a thread pool per worker on a 2-core box: one worker per core,
 # one thread per worker. Set before any worker imports xgboost.
@@ -92,18 +100,22 @@ if not control_socket_disable:
 
 # --- Model snapshot: reload on SIGHUP without downtime ---------------------------------------
 # Workers never load MODEL_DIR itself: they load MODEL_SNAPSHOT_DIR, a copy the master made and
-# proved loadable (in a short-lived subprocess, so no XGBoost/OpenMP state lives in the master).
-# On SIGHUP the master re-validates MODEL_DIR before Gunicorn forks the new workers; if the new
-# model is corrupt it logs why and keeps the old snapshot, so the new workers boot the old model
-# instead of failing to boot (which would make Gunicorn halt the whole server).
-# Without scikit-learn, as the workers (see above): it is most of the check's time.
-_VALIDATE = ("import sys; sys.modules.setdefault('sklearn', None); "
-             "from training.artifacts import load_artifact; "
-             "print(load_artifact(sys.argv[1]).version)")
+# proved loadable in a short-lived child process, so no booster, XGBoost call or OpenMP thread
+# ever exists in the master. On SIGHUP the master re-validates MODEL_DIR before Gunicorn forks
+# the new workers; if the new model is corrupt it logs why and keeps the old snapshot, so the
+# new workers boot the old model instead of failing to boot (which would make Gunicorn halt the
+# whole server).
+#
+# The child is a fork of the master, not a new interpreter: the master has imported the
+# libraries by then (see _preload_libraries), so the check costs the model load alone and no
+# second start of Python with its imports before any worker may start.
+_CHECK_TIMEOUT_S = 120
+_CHILD_SIGNALS = ("SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH",
+                  "SIGTTIN", "SIGTTOU", "SIGCHLD")
 
 
-def _snapshot_model() -> tuple[str, str]:
-    """Copy MODEL_DIR's files to a new directory, load the copy; return (path, version)."""
+def _copy_model() -> tuple[Path, str]:
+    """Copy MODEL_DIR's files to a new directory; return (MODEL_DIR, the copy)."""
     source = Path(os.environ.get("MODEL_DIR") or "model_artifacts")
     snapshot = tempfile.mkdtemp(prefix="scl-delay-model-")
     try:
@@ -112,21 +124,100 @@ def _snapshot_model() -> tuple[str, str]:
         for item in source.iterdir():
             if item.is_file():
                 shutil.copy2(item, snapshot)
-        done = subprocess.run([sys.executable, "-c", _VALIDATE, snapshot], capture_output=True,
-                              text=True, timeout=120, cwd=Path(__file__).resolve().parent)
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines() or ["(no output)"]
-            raise RuntimeError(f"the model in MODEL_DIR={source} cannot be loaded: {lines[-1]}")
     except BaseException:
         shutil.rmtree(snapshot, ignore_errors=True)
         raise
-    return snapshot, done.stdout.strip()
+    return source, snapshot
+
+
+def _start_check(snapshot: str) -> tuple[int, int]:
+    """Fork a child that loads ``snapshot`` as a worker would and writes back ``ok <version>``
+    or the reason it failed; return (its pid, the pipe to read that from)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    # The child: the master's signal handlers are not its own; it must never return.
+    status, answer = 1, "the model check ended without an answer"
+    try:
+        os.close(read_end)
+        for name in _CHILD_SIGNALS:
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        here = str(Path(__file__).resolve().parent)
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        from training.artifacts import load_artifact
+
+        answer, status = f"ok {load_artifact(snapshot).version}", 0
+    except BaseException as exc:  # every failure is an answer: the master refuses the model
+        answer = f"{type(exc).__name__}: {exc}"
+    finally:
+        try:
+            os.write(write_end, answer.encode("utf-8", "replace")[:60000])
+        finally:
+            os._exit(status)
+
+
+def _finish_check(pid: int, read_end: int, source: Path) -> str:
+    """The checked model's version, or a RuntimeError naming why MODEL_DIR cannot be served
+    (a child that crashes, hangs past the timeout or says nothing is a refusal too)."""
+    deadline = time.monotonic() + _CHECK_TIMEOUT_S
+    chunks: list[bytes] = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                chunks = [f"no answer within {_CHECK_TIMEOUT_S} s".encode()]
+                break
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(ChildProcessError):  # reaped by Gunicorn's SIGCHLD handling
+            os.waitpid(pid, 0)
+    answer = b"".join(chunks).decode("utf-8", "replace").strip()
+    if answer.startswith("ok "):
+        return answer[3:]
+    reason = answer.splitlines()[-1] if answer else "(the check died without a word)"
+    raise RuntimeError(f"the model in MODEL_DIR={source} cannot be loaded: {reason}")
+
+
+def _snapshot_model() -> tuple[str, str]:
+    """Copy MODEL_DIR's files to a new directory, load the copy; return (path, version)."""
+    source, snapshot = _copy_model()
+    try:
+        return snapshot, _finish_check(*_start_check(snapshot), source)
+    except BaseException:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        raise
+
+
+# --- Libraries imported once, in the master ----------------------------------------------------
+# Every worker imports the same libraries (~1 s of a worker's start on this machine): imported
+# once in the master, the forked workers (and the model check) inherit them. Only third-party
+# code, and only importing it: no booster is loaded and nothing runs XGBoost or OpenMP, so no
+# thread exists in the master to be lost at the fork (OMP_NUM_THREADS=1 is set above, before
+# numpy's OpenBLAS reads it). The project's own modules (flask_app, training) are still
+# imported by each worker after the fork, so a SIGHUP reload picks up new code; upgrading a
+# library needs a restart. prometheus_client is left to the workers (its multiprocess mode).
+_EARLY_LIBRARIES = ("numpy", "xgboost")  # what the model check needs: imported before its fork
+_LATE_LIBRARIES = ("flask", "marshmallow", "apispec", "apispec.ext.marshmallow", "holidays",
+                   "holidays.countries", "gevent.pywsgi")
+
+
+def _import_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        importlib.import_module(name)
 
 
 def on_starting(server):
-    """Master start: clear stale metrics files, snapshot the model (a bad one stops start-up),
-    make the connection-share table the workers balance by, raise the open-files limit (soft,
-up to the hard limit, at most 65,536)."""
+    """Master start: clear stale metrics files, import the libraries, snapshot the model (a bad
+    one stops start-up), make the connection-share table the workers balance by, raise the
+    open-files limit (soft, up to the hard limit, at most 65,536)."""
     import resource
 
     # Room for 2 x WORKER_CONNECTIONS and more; capped, as some libraries size tables by it.
@@ -144,12 +235,20 @@ up to the hard limit, at most 65,536)."""
     for stale in metrics_dir.glob("*.db"):
         stale.unlink()
     try:
-        path, version = _snapshot_model()
+        _import_all(_EARLY_LIBRARIES)
+        source, path = _copy_model()
+        os.environ["MODEL_SNAPSHOT_DIR"] = path  # on_exit removes it if the check refuses
+        check = _start_check(path)
+        # While the child loads the model, the master imports the rest (two cores).
+        _import_all(_LATE_LIBRARIES)
+        version = _finish_check(*check, source)
     except BaseException:
         # Gunicorn calls on_exit only for a server that started; clean up what we made.
         on_exit(server)
         raise
-    os.environ["MODEL_SNAPSHOT_DIR"] = path
+    # Everything imported so far is shared with the workers: out of the collector's view, so
+    # a worker's collections neither scan it nor copy its pages (gc.freeze's documented use).
+    gc.freeze()
     server.log.info("serving model version %s from snapshot %s", version, path)
 
 

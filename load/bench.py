@@ -38,6 +38,7 @@ import math
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -286,54 +287,171 @@ def measure(servers: dict[str, tuple[str, int]], plan: list[Scenario],
     return [pool(s, samples[s.name], warmup_failures[s.name]) for s in plan]
 
 
+def worker_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each live child (Gunicorn worker) of ``pid``."""
+    out = {}
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.Error:
+        return out
+    for child in children:
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        out[child.pid] = times.user + times.system
+    return out
+
+
+def worker_split(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """Each worker's share of the CPU its server's workers used in between, largest first: how
+    evenly the workers split the load (two equal workers: [0.5, 0.5])."""
+    used = [after[pid] - before.get(pid, 0.0) for pid in after]
+    total = sum(used)
+    return sorted((round(u / total, 2) for u in used), reverse=True) if total > 0 else []
+
+
 def measure_wrk(servers: dict[str, tuple[str, int]], feature_spec: dict[str, Any],
                 args: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
     """The wrk scenarios (load/wrk.py), ``args.wrk_rounds`` interleaved rounds; one row per
-    scenario and round, with its share of the bare route's req/s in the same round."""
+    scenario and round, with its share of the bare route's req/s in the same round.
+
+    Even rounds run the scenarios in reverse order, so a drift of the machine's speed over the
+    run does not favour the scenarios that come first; ratios are taken within a round."""
     bodies = wrk.Bodies(feature_spec)
     # Enough distinct new flights that none repeats even at twice today's best rate.
     new_count = max(20_000 * args.wrk_duration, 1000)
     rows: list[dict[str, Any]] = []
     scratch = out_dir / "wrk"
     scratch.mkdir(parents=True, exist_ok=True)
+    plan = wrk.wrk_scenarios(args.wrk_connections)
+    if "baseline" in servers:
+        plan = wrk.with_baseline(plan)
     for round_no in range(1, args.wrk_rounds + 1):
-        bare_rps = None
-        for scenario in wrk.wrk_scenarios(args.wrk_connections):
+        this_round = []
+        for scenario in plan if round_no % 2 else plan[::-1]:
             url, pid = servers[scenario.server]
             lines = bodies.lines(scenario, 16 if scenario.body == "batch" else new_count)
-            cpu_before = tree_cpu_seconds(pid)
+            cpu_before, workers_before = tree_cpu_seconds(pid), worker_cpu_seconds(pid)
             sample, report = wrk.run_wrk(url, scenario, lines, args.wrk_duration, scratch)
-            cpu_after = tree_cpu_seconds(pid)
+            cpu_after, workers_after = tree_cpu_seconds(pid), worker_cpu_seconds(pid)
             (scratch / f"{scenario.name}_r{round_no}.txt").write_text(report)
             if cpu_before is not None and cpu_after is not None:
                 sample.server_cpu_s = cpu_after - cpu_before
-            if scenario.name == "bare":
-                bare_rps = sample.rps
             row = {"round": round_no, "scenario": scenario.name, "title": scenario.title,
                    "connections": scenario.connections, "batch_size": scenario.batch_size,
                    "requests": sample.requests, "errors": sample.errors,
                    "rps": round(sample.rps, 1),
                    "flights_per_s": round(sample.rps * scenario.batch_size),
-                   "share_of_bare": round(sample.rps / bare_rps, 3) if bare_rps else None,
                    "p50_ms": round(sample.p50_ms, 2), "p99_ms": round(sample.p99_ms, 2),
                    "server_cpu_us_per_request":
                        round(sample.server_cpu_s / sample.requests * 1e6)
                        if sample.server_cpu_s is not None and sample.requests else None,
+                   "worker_split": worker_split(workers_before, workers_after),
                    "distinct_bodies": sample.distinct_bodies}
             if scenario.body == "new" and sample.requests > len(lines):
                 row["note"] = "bodies repeated: raise the count of new flights"
+            this_round.append(row)
+            print(f"wrk round {round_no} {scenario.name}: {sample.rps:.0f} req/s, "
+                  f"p99 {sample.p99_ms:.1f} ms, {sample.errors} errors, "
+                  f"{row['server_cpu_us_per_request']} us CPU/request, "
+                  f"workers {row['worker_split']}", flush=True)
+        rps = {row["scenario"]: row["rps"] for row in this_round}
+        for row in sorted(this_round, key=lambda r: [s.name for s in plan].index(r["scenario"])):
+            for reference, key in (("bare", "share_of_bare"),
+                                   ("bare_project", "share_of_bare_project")):
+                row[key] = round(row["rps"] / rps[reference], 3) if rps.get(reference) else None
             rows.append(row)
-            print(f"wrk round {round_no} {scenario.name}: {sample.rps:.0f} req/s "
-                  f"({row['share_of_bare']} of bare), p99 {sample.p99_ms:.1f} ms, "
-                  f"{sample.errors} errors, {row['server_cpu_us_per_request']} us CPU/request",
-                  flush=True)
     return rows
 
 
-def start_server(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def wrk_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scenario over the rounds: the median share of each reference, req/s and p99, and the
+    range of the share of the bare route (how far one round can mislead)."""
+    out = []
+    for name in dict.fromkeys(r["scenario"] for r in rows):
+        mine = [r for r in rows if r["scenario"] == name]
+        shares = [r["share_of_bare"] for r in mine if r["share_of_bare"] is not None]
+        project = [r["share_of_bare_project"] for r in mine
+                   if r["share_of_bare_project"] is not None]
+        cpu = [r["server_cpu_us_per_request"] for r in mine
+               if r["server_cpu_us_per_request"] is not None]
+        out.append({"scenario": name, "title": mine[0]["title"], "rounds": len(mine),
+                    "median_share_of_bare": round(statistics.median(shares), 3)
+                    if shares else None,
+                    "share_of_bare_range": [min(shares), max(shares)] if shares else None,
+                    "median_share_of_bare_project": round(statistics.median(project), 3)
+                    if project else None,
+                    "median_rps": round(statistics.median(r["rps"] for r in mine), 1),
+                    "median_flights_per_s": round(statistics.median(
+                        r["flights_per_s"] for r in mine)),
+                    "median_p99_ms": round(statistics.median(r["p99_ms"] for r in mine), 2),
+                    "max_p99_ms": max(r["p99_ms"] for r in mine),
+                    "median_server_cpu_us_per_request": round(statistics.median(cpu))
+                    if cpu else None,
+                    "worker_splits": [r["worker_split"] for r in mine]})
+    return out
+
+
+def start_server(cmd: list[str], env: dict[str, str], log_path: Path,
+                 cwd: Path = REPO_ROOT) -> subprocess.Popen:
     with log_path.open("wb") as log:
-        return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def boot_service(checkout: Path, env: dict[str, str], log_path: Path,
+                 workers: int) -> tuple[subprocess.Popen, dict[str, Any]]:
+    """Start ``checkout``'s service as ``make serve`` does (its own gunicorn.conf.py and code,
+    this interpreter's libraries) and time it: process start to the first /ready answer, and
+    to every worker having loaded the model."""
+    url = f"http://127.0.0.1:{env['PORT']}"
+    started = time.monotonic()
+    server = start_server([str(GUNICORN), "--config", "gunicorn.conf.py"], env, log_path,
+                          checkout)
+    try:
+        wait_ready(url, server, log_path, timeout=120)
+        first_ready = time.monotonic() - started
+        wait_workers_loaded(server, log_path, workers, timeout=120)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server, {"start_to_ready_s": round(time.monotonic() - started, 3),
+                    "first_ready_s": round(first_ready, 3),
+                    "memory_at_ready": worker_memory(server.pid)}
+
+
+def boot_services(checkouts: dict[str, Path], env: dict[str, str], out_dir: Path,
+                  workers: int, rounds: int) -> tuple[dict[str, subprocess.Popen],
+                                                      dict[str, dict[str, Any]]]:
+    """Boot each checkout ``rounds`` times, alternating their order, one at a time on an
+    otherwise idle server side; the last boot of each is kept running for the load. Each
+    checkout's start-up figures are those of its median round, with every round's time."""
+    ports = {name: free_port() for name in checkouts}
+    times: dict[str, list[dict[str, Any]]] = {name: [] for name in checkouts}
+    running: dict[str, subprocess.Popen] = {}
+    try:
+        for round_no in range(rounds):
+            order = list(checkouts) if round_no % 2 == 0 else list(checkouts)[::-1]
+            for name in order:
+                log_path = out_dir / ("server.log" if name == "service" else f"{name}.log")
+                server, startup = boot_service(checkouts[name], {**env, "PORT": str(ports[name])},
+                                               log_path, workers)
+                times[name].append(startup)
+                if round_no == rounds - 1:
+                    running[name] = server
+                else:
+                    stop_server(server)
+    except BaseException:
+        for server in running.values():
+            stop_server(server)
+        raise
+    summary = {}
+    for name, boots in times.items():
+        median = sorted(boots, key=lambda b: b["start_to_ready_s"])[(len(boots) - 1) // 2]
+        summary[name] = {**median, "port": ports[name], "checkout": str(checkouts[name]),
+                         "start_to_ready_rounds": [b["start_to_ready_s"] for b in boots]}
+    return running, summary
 
 
 def stop_server(server: subprocess.Popen) -> None:
@@ -369,25 +487,60 @@ def worker_memory(master_pid: int) -> list[dict[str, float]]:
     return out
 
 
+def _startup_line(label: str, startup: dict[str, Any]) -> str:
+    memory = "; ".join(f"{m['rss_mib']:.0f} / {m['uss_mib']:.0f} / {m['pss_mib']:.0f}"
+                       for m in startup.get("memory_after", startup["memory_at_ready"]))
+    rounds = " / ".join(f"{t:.2f}" for t in startup.get("start_to_ready_rounds", []))
+    return (f"{label}: start to ready (process start to every worker's model loaded) "
+            f"{startup['start_to_ready_s']:.2f} s (median; boots: {rounds}); first /ready "
+            f"answer after {startup['first_ready_s']:.2f} s. Worker memory after the run "
+            f"(RSS / USS / PSS MiB): {memory}.")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def write_wrk_report(rows: list[dict[str, Any]], startup: dict[str, Any], reports: Path) -> None:
-    lines = [
-        "", "## wrk (1 thread; ratios to the bare route of the same round)", "",
-        f"Start to ready (process start to every worker's model loaded): "
-        f"{startup['start_to_ready_s']:.2f} s; first /ready answer after "
-        f"{startup['first_ready_s']:.2f} s. Worker memory after the run (RSS / USS / PSS MiB): "
-        + "; ".join(f"{m['rss_mib']:.0f} / {m['uss_mib']:.0f} / {m['pss_mib']:.0f}"
-                    for m in startup["memory_after"]) + ".", "",
-        "| round | scenario | connections | req/s | flights/s | share of bare | p50 ms | "
-        "p99 ms | errors | server CPU µs/request |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    lines = ["", "## wrk (1 thread; ratios to the bare route of the same round)", "",
+             _startup_line("This checkout", startup)]
+    if "baseline" in startup:
+        lines.append("")
+        lines.append(_startup_line(f"Baseline ({startup['baseline']['checkout']})",
+                                   startup["baseline"]))
+    summary = wrk_summary(rows)
+    lines += [
+        "", f"Median over {max((s['rounds'] for s in summary), default=0)} round(s). The "
+        "reference is the bare route under Gunicorn's stock gevent worker; the bare route under "
+        "the project's worker is a second reference. Worker split: each worker's share of its "
+        "server's CPU in each round.", "",
+        "| scenario | median share of bare | range | share of bare (project worker) | req/s | "
+        "flights/s | p99 ms (median / max) | server CPU µs/request | worker split by round |",
+        "|---|---:|---|---:|---:|---:|---|---:|---|",
+    ]
+    for x in summary:
+        spread = "-" if x["share_of_bare_range"] is None \
+            else "{:.2f}-{:.2f}".format(*x["share_of_bare_range"])
+        splits = " · ".join("/".join(f"{100 * w:.0f}" for w in split)
+                            for split in x["worker_splits"])
+        lines.append(f"| {x['title']} | {_fmt(x['median_share_of_bare'], '.2f')} | {spread} | "
+                     f"{_fmt(x['median_share_of_bare_project'], '.2f')} | "
+                     f"{x['median_rps']:,.0f} | {x['median_flights_per_s']:,} | "
+                     f"{x['median_p99_ms']:.1f} / {x['max_p99_ms']:.1f} | "
+                     f"{_fmt(x['median_server_cpu_us_per_request'], ',')} | {splits} |")
+    lines += [
+        "", "| round | scenario | connections | req/s | flights/s | share of bare | "
+        "share of bare (project worker) | p50 ms | p99 ms | errors | server CPU µs/request | "
+        "worker split |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        share = "-" if r["share_of_bare"] is None else f"{r['share_of_bare']:.2f}"
-        cpu = "-" if r["server_cpu_us_per_request"] is None \
-            else f"{r['server_cpu_us_per_request']:,}"
+        cpu = _fmt(r["server_cpu_us_per_request"], ",")
         lines.append(f"| {r['round']} | {r['title']} | {r['connections']} | {r['rps']:,.0f} | "
-                     f"{r['flights_per_s']:,} | {share} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['errors']} | {cpu} |")
+                     f"{r['flights_per_s']:,} | {_fmt(r['share_of_bare'], '.2f')} | "
+                     f"{_fmt(r['share_of_bare_project'], '.2f')} | {r['p50_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {r['errors']} | {cpu} | "
+                     f"{'/'.join(f'{100 * w:.0f}' for w in r['worker_split'])} |")
     with (reports / "bench.md").open("a") as handle:
         handle.write("\n".join(lines) + "\n")
 
@@ -412,11 +565,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-duration", type=int,
                         default=int(os.environ.get("BENCH_WRK_DURATION", 10)))
     parser.add_argument("--wrk-connections", type=int, default=64)
+    parser.add_argument("--startup-rounds", type=int,
+                        default=int(os.environ.get("BENCH_STARTUP_ROUNDS", 1)),
+                        help="boots timed per checkout (the median is reported)")
+    parser.add_argument("--baseline", type=Path,
+                        default=os.environ.get("BENCH_BASELINE") or None,
+                        help="another checkout (e.g. a `git worktree` of main) whose service is "
+                             "booted and measured alternately with this one")
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
     args = parser.parse_args(argv)
-    if args.rounds < 0 or args.duration < 1 or args.wrk_rounds < 0 or args.wrk_duration < 1:
-        parser.error("--rounds/--wrk-rounds must be >= 0 and durations >= 1")
+    if (args.rounds < 0 or args.duration < 1 or args.wrk_rounds < 0 or args.wrk_duration < 1
+            or args.startup_rounds < 1):
+        parser.error("--rounds/--wrk-rounds must be >= 0, durations and --startup-rounds >= 1")
+    if args.baseline is not None and not (args.baseline / "gunicorn.conf.py").is_file():
+        parser.error(f"--baseline {args.baseline} is not a checkout (no gunicorn.conf.py)")
     if not args.rounds and not args.wrk_rounds:
         parser.error("nothing to measure: --rounds and --wrk-rounds are both 0")
 
@@ -424,29 +587,38 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scl-bench-") as scratch:
         model_dir, tiny = model_dir_or_tiny(args.model_dir, Path(scratch))
-        port, bare_port = free_port(), free_port()
-        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "MODEL_DIR": str(model_dir)}
+        bare_port, bare_project_port = free_port(), free_port()
+        env = {**os.environ, "HOST": "127.0.0.1", "MODEL_DIR": str(model_dir)}
         workers = int(env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
         log_path, bare_log = out_dir / "server.log", out_dir / "bare.log"
-        started = time.monotonic()
-        server = start_server([str(GUNICORN), "--config", "gunicorn.conf.py"], env, log_path)
-        url = f"http://127.0.0.1:{port}"
-        bare = quiet = None
+        checkouts = {"service": REPO_ROOT}
+        if args.baseline:
+            checkouts["baseline"] = args.baseline.resolve()
+        booted: dict[str, subprocess.Popen] = {}
+        bare = bare_project = quiet = None
         results: list[Result] = []
         wrk_rows: list[dict[str, Any]] = []
         try:
-            wait_ready(url, server, log_path, timeout=120)
-            first_ready = time.monotonic() - started
-            wait_workers_loaded(server, log_path, workers, timeout=120)
-            startup = {"start_to_ready_s": round(time.monotonic() - started, 3),
-                       "first_ready_s": round(first_ready, 3),
-                       "memory_at_ready": worker_memory(server.pid)}
-            # Started only now, so the start-up time above is the service's own.
+            booted, boots = boot_services(checkouts, env, out_dir, workers,
+                                          args.startup_rounds)
+            server = booted["service"]
+            startup = boots.pop("service")
+            if "baseline" in boots:
+                startup["baseline"] = boots["baseline"]
+            url = f"http://127.0.0.1:{startup['port']}"
+            # Started only now, so the start-up times above are the service's own.
             # The reference: stock gevent worker, no config file (Gunicorn would read ours).
             bare = start_server([str(GUNICORN), "--config", "/dev/null", "-k", "gevent",
                                  "-w", str(workers), "-b", f"127.0.0.1:{bare_port}",
                                  "load.bare_app:app"], env, bare_log)
             bare_url = f"http://127.0.0.1:{bare_port}"
+            # A second reference, labelled as such: the same bare app under the project's
+            # gunicorn.conf.py (its worker class, connection balancing and settings).
+            bare_project = start_server([str(GUNICORN), "--config", "gunicorn.conf.py",
+                                         "load.bare_app:app"],
+                                        {**env, "PORT": str(bare_project_port)},
+                                        out_dir / "bare_project.log")
+            bare_project_url = f"http://127.0.0.1:{bare_project_port}"
             # The service without its request log, for the log's cost (/health vs this).
             quiet_port = free_port()
             quiet_log = out_dir / "quiet.log"
@@ -455,17 +627,25 @@ def main(argv: list[str] | None = None) -> int:
                                  quiet_log)
             quiet_url = f"http://127.0.0.1:{quiet_port}"
             wait_ready(bare_url, bare, bare_log, timeout=120)
+            wait_ready(bare_project_url, bare_project, out_dir / "bare_project.log",
+                       timeout=120)
             wait_ready(quiet_url, quiet, quiet_log, timeout=120)
             servers = {"service": (url, server.pid), "bare": (bare_url, bare.pid),
+                       "bare_project": (bare_project_url, bare_project.pid),
                        "quiet": (quiet_url, quiet.pid)}
+            if "baseline" in booted:
+                servers["baseline"] = (f"http://127.0.0.1:{startup['baseline']['port']}",
+                                       booted["baseline"].pid)
             feature_spec = json.loads((model_dir / "metadata.json").read_text())["feature_spec"]
             if args.wrk_rounds:
                 wrk_rows = measure_wrk(servers, feature_spec, args, out_dir)
             if args.rounds:
                 results = measure(servers, scenarios(args.users), args, out_dir)
             startup["memory_after"] = worker_memory(server.pid)
+            if "baseline" in booted:
+                startup["baseline"]["memory_after"] = worker_memory(booted["baseline"].pid)
         finally:
-            for process in (server, bare, quiet):
+            for process in (*booted.values(), bare, bare_project, quiet):
                 if process is not None:
                     stop_server(process)
         server_log = log_path.read_text(errors="replace")
@@ -480,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
                              "unknown"),
         "model_version": json.loads((model_dir / "metadata.json").read_text())["model_version"]
         if not tiny else "tiny", "tiny_model": tiny, "startup": startup, "wrk": wrk_rows,
+        "wrk_summary": wrk_summary(wrk_rows),
     }
     write_reports(results, meta, args.reports)
     write_wrk_report(wrk_rows, startup, args.reports)

@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,9 @@ end
 class WrkScenario:
     name: str
     title: str
-    server: str  # "bare", "service" or "quiet" (the service with LOG_LEVEL=WARNING)
+    # "bare", "bare_project" (load/bare_app.py under gunicorn.conf.py), "service", "quiet" (the
+    # service with LOG_LEVEL=WARNING) or "baseline" (the service from another checkout)
+    server: str
     body: str  # "health", "repeat", "new" or "batch"
     connections: int = 64
     batch_size: int = 1
@@ -63,6 +65,8 @@ def wrk_scenarios(connections: int = 64) -> list[WrkScenario]:
     return [
         WrkScenario("bare", "bare Flask route, fixed answer, stock gevent worker", "bare",
                     "repeat", connections),
+        WrkScenario("bare_project", "bare Flask route, fixed answer, the project's worker "
+                    "(second reference)", "bare_project", "repeat", connections),
         WrkScenario("health", "GET /health", "service", "health", connections),
         WrkScenario("health_quiet", "GET /health, LOG_LEVEL=WARNING (no request log)", "quiet",
                     "health", connections),
@@ -73,6 +77,23 @@ def wrk_scenarios(connections: int = 64) -> list[WrkScenario]:
         WrkScenario("batch1000", "POST /predict, batches of 1,000 new flights", "service",
                     "batch", 8, 1000),
     ]
+
+
+#: The scenarios also run against the baseline checkout (``make bench`` ``--baseline``).
+BASELINE_SCENARIOS = ("single", "single_new")
+
+
+def with_baseline(scenarios: list[WrkScenario]) -> list[WrkScenario]:
+    """``scenarios`` with a baseline copy right after each of :data:`BASELINE_SCENARIOS`, so
+    old and new code alternate within every round."""
+    out = []
+    for scenario in scenarios:
+        out.append(scenario)
+        if scenario.name in BASELINE_SCENARIOS:
+            out.append(replace(scenario, name=f"baseline_{scenario.name}",
+                               title=f"{scenario.title} [baseline checkout]",
+                               server="baseline"))
+    return out
 
 
 @dataclass

@@ -222,19 +222,30 @@ class FeatureSpec:
         Unknown airlines or destinations raise ``KeyError``: the service's schemas reject them
         before they get here, and training builds the vocabulary from the very rows it encodes.
         """
-        matrix = np.full((len(flights), self.n_features), np.nan, dtype=np.float32)
-        for row, flight in zip(matrix, flights, strict=True):
-            row[self._airline_slice] = 0.0
-            row[self._airline_index[flight["OPERA"]]] = 1.0
-            row[self._international] = 1.0 if flight["TIPOVUELO"] == "I" else 0.0
-            row[self._month] = flight["MES"]
-            when = flight.get("Fecha-I")
-            if when is not None:
-                row[self._time_slice] = time_features(when)
-            destination = flight.get("SIGLADES")
-            if destination is not None:
-                row[self._destination_slice] = 0.0
-                row[self._destination_index[destination]] = 1.0
+        # Column at a time: each input fills its columns for every flight in one numpy
+        # assignment, so the per-flight Python work is a dict lookup or a comparison, not a
+        # handful of slice assignments per row (a quarter of a 1,000-flight batch's cost).
+        count = len(flights)
+        matrix = np.full((count, self.n_features), np.nan, dtype=np.float32)
+        if not count:
+            return matrix
+        matrix[:, self._airline_slice] = 0.0
+        airline = self._airline_index
+        matrix[np.arange(count), [airline[f["OPERA"]] for f in flights]] = 1.0
+        matrix[:, self._international] = [f["TIPOVUELO"] == "I" for f in flights]
+        matrix[:, self._month] = [f["MES"] for f in flights]
+        timed = [(n, when) for n, f in enumerate(flights)
+                 if (when := f.get("Fecha-I")) is not None]
+        if timed:
+            rows = [n for n, _ in timed]
+            matrix[rows, self._time_slice] = [time_features(when) for _, when in timed]
+        going = [(n, dest) for n, f in enumerate(flights)
+                 if (dest := f.get("SIGLADES")) is not None]
+        if going:
+            rows = [n for n, _ in going]
+            destination = self._destination_index
+            matrix[rows, self._destination_slice] = 0.0
+            matrix[rows, [destination[d] for _, d in going]] = 1.0
         return matrix
 
     def to_dict(self) -> dict[str, Any]:

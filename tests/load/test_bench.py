@@ -93,11 +93,14 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
     # The wrk scenarios: every one ran without errors, each with its share of the bare route.
     rows = report["wrk"]
     assert [r["scenario"] for r in rows] == [
-        "bare", "health", "health_quiet", "single", "single_new", "batch1000"]
+        "bare", "bare_project", "health", "health_quiet", "single", "single_new", "batch1000"]
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows)
     assert rows[0]["share_of_bare"] == 1.0 and all(r["share_of_bare"] > 0 for r in rows)
+    assert rows[1]["share_of_bare_project"] == 1.0
+    # Each round says how the bare server's workers split its CPU.
+    assert len(rows[0]["worker_split"]) == report["workers"]
     # Every new flight was new: more distinct bodies than requests.
-    new = rows[4]
+    new = rows[5]
     assert new["distinct_bodies"] >= new["requests"] and "note" not in new
     startup = report["startup"]
     assert 0 < startup["first_ready_s"] <= startup["start_to_ready_s"]

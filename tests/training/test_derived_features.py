@@ -9,7 +9,13 @@ import pytest
 from synthetic_flights import flight_row
 
 from training.data import load_flights
-from training.features import FeatureSpec, is_high_season, mask_optional, period_of_day
+from training.features import (
+    FeatureSpec,
+    is_high_season,
+    mask_optional,
+    period_of_day,
+    time_features,
+)
 
 
 @pytest.mark.parametrize(("when", "expected"), [
@@ -107,3 +113,46 @@ def test_masked_levels_match_partial_requests() -> None:
     request = spec.encode([{"OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 5,
                             "SIGLADES": "Arica"}])
     np.testing.assert_array_equal(masked, request)
+
+
+def test_mixed_batch_rows_hold_each_flights_own_values() -> None:
+    """A batch mixing every input level, airline and destination encodes each row as that
+    flight alone says, column by column (the encoder fills columns for all rows at once, so a
+    row picking up a neighbour's value would show here)."""
+    spec = _spec()
+    airlines, cities = ("Sky Airline", "Grupo LATAM"), ("Arica", "Lima", "Miami")
+    flights = []
+    for n in range(24):
+        flight = {"OPERA": airlines[n % 2], "TIPOVUELO": "IN"[n % 3 == 0], "MES": n % 12 + 1}
+        if n % 4 in (1, 3):
+            flight["Fecha-I"] = datetime(2017, n % 12 + 1, n + 1, n % 24, (7 * n) % 60)
+        if n % 4 in (2, 3):
+            flight["SIGLADES"] = cities[n % 3]
+        flights.append(flight)
+    matrix = spec.encode(flights)
+    assert matrix.shape == (24, spec.n_features) and matrix.dtype == np.float32
+    time_names = ("day_of_week", "hour", "high_season", "holiday", "days_to_holiday",
+                  "days_since_holiday", "long_weekend")
+    for flight, row in zip(flights, matrix, strict=True):
+        values = dict(zip(spec.feature_names, row.tolist(), strict=True))
+        for airline in airlines:
+            assert values[f"OPERA={airline}"] == float(flight["OPERA"] == airline)
+        assert values["TIPOVUELO=I"] == float(flight["TIPOVUELO"] == "I")
+        assert values["MES"] == flight["MES"]
+        when = flight.get("Fecha-I")
+        for name, expected in zip(time_names, time_features(when) if when else [None] * 7,
+                                  strict=True):
+            if expected is None:
+                assert np.isnan(values[name]), name
+            else:
+                assert values[name] == np.float32(expected), name
+        for city in cities:
+            if "SIGLADES" in flight:
+                assert values[f"SIGLADES={city}"] == float(flight["SIGLADES"] == city)
+            else:
+                assert np.isnan(values[f"SIGLADES={city}"])
+
+
+def test_encode_of_no_flights_is_an_empty_matrix() -> None:
+    spec = _spec()
+    assert spec.encode([]).shape == (0, spec.n_features)
