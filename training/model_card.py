@@ -100,6 +100,7 @@ def render_model_card(metadata: dict[str, Any], results: dict[str, Any],
                       frame: pd.DataFrame) -> str:
     period = metadata["training_period"]
     ds = metadata["dataset"]
+    floor = metadata["threshold_min_recall"] + metadata.get("threshold_recall_margin", 0.0)
     drift = delay_drift(frame)
     months = period["months"]
     lines = [
@@ -118,8 +119,9 @@ def render_model_card(metadata: dict[str, Any], results: dict[str, Any],
         "departure and destination.",
         "- Rank and triage flights (which are likelier to be late), plan staff or rebooking "
         "buffers, show a calibrated risk to a traveller. `delayed` at the stored threshold "
-        f"({metadata['threshold']:.3f}) favours recall of delays (at least 0.60 on validation "
-        "at every input level) over precision.",
+        f"({metadata['threshold']:.3f}) favours recall of delays (at least {floor:.2f} on "
+        f"validation at every input level, for {metadata['threshold_min_recall']:.2f} on new "
+        "flights) over precision.",
         "",
         "## Out of scope",
         "",

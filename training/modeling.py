@@ -28,16 +28,23 @@ MAX_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 50
 VALIDATION_FRACTION = 0.2
 MIN_RECALL = 0.60
+# The threshold is chosen on validation days with this much recall to spare at every level:
+# chosen at exactly 0.60, the delayed-class recall on new flights lands a couple of points either
+# side of it (0.595 at one level on the notebook split with eta 0.05), so the floor is met with
+# a margin the size of that spread.
+RECALL_MARGIN = 0.02
 
 # Chosen on the forward protocols (Jan-Sep -> Oct-Dec and the rolling-origin mean), not on the
 # notebook split: shallower trees with more flights per leaf carry better to later months
-# (docs/model.md lists the candidates tried). The number of trees is not fixed here but chosen
-# by early stopping on each run's validation days.
+# (docs/model.md lists the candidates tried). A small learning rate (0.05, several hundred trees)
+# takes more, smaller steps: it was the only setting tried that met every forward target, and
+# the required-input answer varied less with the final refit than at 0.2. The number of trees
+# is not fixed here but chosen by early stopping on each run's validation days.
 PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
     "eval_metric": "logloss",
     "tree_method": "hist",
-    "eta": 0.2,
+    "eta": 0.05,
     "max_depth": 4,
     "min_child_weight": 20,
     "subsample": 0.8,
@@ -49,7 +56,8 @@ THRESHOLD_RULE = (
     "Among thresholds t on a 0.001 grid (a flight is predicted delayed when p >= t), take the "
     f"one maximizing F1 of the delayed class on the validation rows pooled over all four input "
     f"levels (each validation flight once per level), subject to recall of the delayed class "
-    f">= {MIN_RECALL:.2f} at every input level (required, fecha, destination, full) "
+    f">= {MIN_RECALL + RECALL_MARGIN:.2f} (the {MIN_RECALL:.2f} floor plus a {RECALL_MARGIN:.2f} "
+    "margin for new flights) at every input level (required, fecha, destination, full) "
     "separately; ties go to the lowest such t. "
     f"Validation = every flight of a random {VALIDATION_FRACTION:.0%} of the training days "
     "(the run's seed), so no validation flight shares its day's weather and incidents with a "
@@ -241,7 +249,7 @@ def fit_probe(levels: Mapping[str, np.ndarray], y: np.ndarray, days: np.ndarray,
     x_val, y_val = stack(levels, y, val_rows)
     probe, n_trees = fit_booster(x_fit, y_fit, max_rounds, seed, x_val, y_val)
     val_preds = {level: predict(probe, levels[level][val_rows], n_trees) for level in LEVELS}
-    choice = choose_threshold(val_preds, y[val_rows])
+    choice = choose_threshold(val_preds, y[val_rows], min_recall=MIN_RECALL + RECALL_MARGIN)
     return Probe(booster=probe, n_estimators=n_trees, threshold=choice,
                  validation_rows=len(val_rows))
 
