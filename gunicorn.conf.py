@@ -203,10 +203,12 @@ def _snapshot_model() -> tuple[str, str]:
 # thread exists in the master to be lost at the fork (OMP_NUM_THREADS=1 is set above, before
 # numpy's OpenBLAS reads it). The project's own modules (flask_app, training) are still
 # imported by each worker after the fork, so a SIGHUP reload picks up new code; upgrading a
-# library needs a restart. prometheus_client is left to the workers (its multiprocess mode).
+# library needs a restart. prometheus_client picks its multiprocess mode when imported, so it
+# is imported only after on_starting has set PROMETHEUS_MULTIPROC_DIR.
 _EARLY_LIBRARIES = ("numpy", "xgboost")  # what the model check needs: imported before its fork
 _LATE_LIBRARIES = ("flask", "marshmallow", "apispec", "apispec.ext.marshmallow", "holidays",
-                   "holidays.countries", "gevent.pywsgi")
+                   "holidays.countries", "gevent.pywsgi", "prometheus_client",
+                   "swagger_ui_bundle")
 
 
 def _import_all(names: tuple[str, ...]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Request, current_app, g, jsonify, request, url_for
 
 from flask_app.answers import Answer
 from flask_app.errors import ApiError
@@ -22,16 +22,16 @@ SCHEMAS = "schemas"
 MODEL_DIR_NAME = "model_artifacts"
 
 
-def read_body() -> bytes:
+def read_body(req: Request) -> bytes:
     """The raw request body, once the headers say it is uncompressed JSON (else a 415)."""
-    if not request.is_json:
+    if not req.is_json:
         raise ApiError(415, "send the body as JSON with the header "
                             "'Content-Type: application/json'")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = req.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; "
                             "send the JSON uncompressed")
-    return request.get_data(cache=True)
+    return req.get_data(cache=True)
 
 
 def parse_json_object(data: bytes) -> dict[str, Any]:
@@ -76,10 +76,14 @@ def check_explain_size(count: int) -> None:
 
 @bp.post("/predict")
 def predict():
+    # The request, app and g proxies resolved once: each use of a proxy costs a context
+    # lookup, and this is the path every prediction takes.
+    req, app = request._get_current_object(), current_app._get_current_object()
+    scope = g._get_current_object()
     model = get_model()
     # Most requests carry no query string: skip the schema then (hot path).
-    explain = QUERY_SCHEMA.load(request.args.to_dict())["explain"] if request.args else False
-    data = read_body()
+    explain = QUERY_SCHEMA.load(req.args.to_dict())["explain"] if req.args else False
+    data = read_body(req)
     # A body answered before (same bytes, same model) gets that answer again: parsing,
     # validation and encoding are pure functions of the bytes (flask_app/answers.py).
     remember = not explain and model.answers.accepts(data)
@@ -87,12 +91,12 @@ def predict():
         answer = model.answers.get(data)
         if answer is not None:
             ANSWERS_REUSED.inc()
-            g.batch_size, g.delayed = 1, answer.delayed
-            return current_app.response_class(answer.payload, mimetype=current_app.json.mimetype)
+            scope.batch_size, scope.delayed = 1, answer.delayed
+            return app.response_class(answer.payload, mimetype=app.json.mimetype)
     flights = parse_flights(parse_json_object(data))
     if explain:
         check_explain_size(len(flights))
-    g.batch_size = len(flights)  # for the request log and metrics (flask_app/metrics.py)
+    scope.batch_size = len(flights)  # for the request log and metrics (flask_app/metrics.py)
     probabilities = model.predict(flights)
     threshold = model.threshold
     # One vectorised comparison serves both the answers and the metrics; tolist() hands back
@@ -100,13 +104,13 @@ def predict():
     delayed = (probabilities >= threshold).tolist()
     predictions = [{"delay_probability": round(p, 4), "delayed": d}
                    for p, d in zip(probabilities.tolist(), delayed, strict=True)]
-    g.delayed = sum(delayed)
+    scope.delayed = sum(delayed)
     if explain:
         for prediction, explanation in zip(predictions, model.explain(flights), strict=True):
             prediction["explanation"] = explanation
     response = jsonify(predictions=predictions, model_version=model.version, threshold=threshold)
     if remember and len(predictions) == 1:
-        model.answers.put(data, Answer(response.get_data(), g.delayed))
+        model.answers.put(data, Answer(response.get_data(), scope.delayed))
     return response
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import gevent
 import orjson
-from gevent.pywsgi import Input
+from gevent.pywsgi import Input, format_date_time
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 from werkzeug.exceptions import RequestTimeout
 
@@ -143,6 +143,7 @@ class RetiringHandler(PyWSGIHandler):
         arrived = b""
         with gevent.Timeout(self.idle_timeout, False):
             arrived = self.rfile.peek(1)
+        self.arrived = arrived
         if not arrived:
             return ""
         if b"\r\n\r\n" not in arrived:  # headers already whole need no timer (the usual case)
@@ -172,9 +173,27 @@ class RetiringHandler(PyWSGIHandler):
                 self.socket.sendall(_timeout_response(message))
             return None
 
+    #: What the read buffer held when this request's first byte arrived (its start).
+    arrived: bytes = b""
+
+    def body_buffered(self, content_length: int) -> bool:
+        """Whether the read buffer already held this whole request, body included, when its
+        first byte arrived (a small request usually arrives in one segment): reading that body
+        then never waits for the client, so it needs no deadline timer. Conservative: any
+        doubt about where the headers end (another line ending, bytes before the request line)
+        says no."""
+        arrived, line = self.arrived, self.requestline
+        if not line or not arrived.startswith(line.encode("latin-1")):
+            return False
+        end = arrived.find(b"\r\n\r\n", len(line))
+        return end >= 0 and len(arrived) - (end + 4) >= content_length
+
     def get_environ(self) -> dict[str, Any]:
         env = super().get_environ()
         given = self.wsgi_input
+        if given.content_length and not given.chunked_input and \
+                self.body_buffered(given.content_length):
+            return env
         if given.content_length or given.chunked_input:
             body = DeadlineInput(given.rfile, given.content_length, socket=given.socket,
                                  chunked_input=given.chunked_input)
@@ -206,6 +225,21 @@ class RetiringHandler(PyWSGIHandler):
         finally:
             if self.shed:
                 self.server.share.shed_done()
+
+    def finalize_headers(self) -> None:
+        """gevent formats the ``Date`` header anew for every answer; its text changes once a
+        second, so it is made once a second (per worker) and reused."""
+        if self.provided_date is None:
+            now = int(time.time())
+            cached = RetiringHandler._date
+            if cached[0] != now:
+                cached = RetiringHandler._date = (now, format_date_time(now))
+            self.response_headers.append((b"Date", cached[1]))
+            self.provided_date = cached[1]
+        super().finalize_headers()
+
+    #: (whole second, its Date header value), shared by the worker's connections.
+    _date: tuple[int, bytes] = (-1, b"")
 
     #: Bytes held back while gevent builds the status line and headers (see below).
     held: bytearray | None = None

@@ -24,7 +24,7 @@ import pytest
 from gunicorn.workers.ggevent import PyWSGIServer
 from server import GUNICORN, REPO_ROOT, longest_run, read_answers, running_server, wait_until
 
-from flask_app.worker import BurstAcceptingServer, fair_turns, keepalive_requests
+from flask_app.worker import BurstAcceptingServer, RetiringHandler, fair_turns, keepalive_requests
 
 SLOW_GRACE = {"KEEPALIVE": "1", "GRACEFUL_TIMEOUT": "60"}
 
@@ -309,3 +309,24 @@ def test_an_answer_leaves_in_one_write_so_a_kill_cannot_cut_it_between_headers_a
     # One write per answer, each holding the status line, the headers and the whole body.
     assert len(writes) == 2
     assert sum(writes) == len(answers)
+
+
+@pytest.mark.parametrize(("arrived", "content_length", "buffered"), [
+    # The whole request in one segment: the body needs no deadline timer.
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 2, True),
+    # More than this request (the next one pipelined behind it) is fine too.
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\n\r\n{}GET /health HTTP/1.1\r\n\r\n", 2, True),
+    # Part of the body still to come: it must be read under the deadline.
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{\"a\"", 9, False),
+    # Headers not complete in the buffer.
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\n", 2, False),
+    # Bare-LF line endings or bytes before the request line: where the headers end is not
+    # certain, so the deadline stays.
+    (b"POST /predict HTTP/1.1\nHost: x\n\n{}", 2, False),
+    (b"\r\nPOST /predict HTTP/1.1\r\nHost: x\r\n\r\n{}", 2, False),
+])
+def test_only_a_body_already_in_the_buffer_skips_the_body_deadline(arrived, content_length,
+                                                                    buffered):
+    handler = RetiringHandler.__new__(RetiringHandler)
+    handler.arrived, handler.requestline = arrived, "POST /predict HTTP/1.1"
+    assert handler.body_buffered(content_length) is buffered
