@@ -74,12 +74,18 @@ def test_workers_hold_about_a_fair_share_of_connections():
     assert table.assign({1}) == 0 and table.rows()[0] == (0, BOOTING, 0)
 
 
-def test_a_burst_is_split_in_large_steps_not_one_by_one():
+def two_accepting_workers(first_pid: int = 1) -> tuple[WorkerShare, WorkerShare]:
+    """Two workers in one fresh share table, both accepting, holding nothing yet."""
     table = ShareTable(slots=2)
-    a = WorkerShare(table, table.assign(set()), 1)
-    b = WorkerShare(table, table.assign({0}), 2)
+    a = WorkerShare(table, table.assign(set()), first_pid)
+    b = WorkerShare(table, table.assign({0}), first_pid + 1)
     a.set_state(ACCEPTING)
     b.set_state(ACCEPTING)
+    return a, b
+
+
+def test_a_burst_is_split_in_large_steps_not_one_by_one():
+    a, b = two_accepting_workers()
     for _ in range(1000):
         b.opened()
     taken = 0
@@ -92,11 +98,7 @@ def test_a_burst_is_split_in_large_steps_not_one_by_one():
 
 
 def test_a_queued_burst_counts_in_the_share_so_each_worker_takes_its_part_at_once():
-    table = ShareTable(slots=2)
-    a = WorkerShare(table, table.assign(set()), 1)
-    b = WorkerShare(table, table.assign({0}), 2)
-    a.set_state(ACCEPTING)
-    b.set_state(ACCEPTING)
+    a, b = two_accepting_workers()
     queued = 2000
     while a.may_accept(queued):  # a's turn sees the whole burst in the listen queue
         a.opened()
@@ -108,11 +110,7 @@ def test_a_queued_burst_counts_in_the_share_so_each_worker_takes_its_part_at_onc
         queued -= 1
     assert (b.open, queued) == (875, 0)
     # Where the queue's length cannot be read (1 is assumed) a stops at 2 in its first turn.
-    table = ShareTable(slots=2)
-    c = WorkerShare(table, table.assign(set()), 3)
-    d = WorkerShare(table, table.assign({0}), 4)
-    c.set_state(ACCEPTING)
-    d.set_state(ACCEPTING)
+    c, d = two_accepting_workers(3)
     while c.may_accept():
         c.opened()
     assert (c.open, d.open) == (2, 0)
