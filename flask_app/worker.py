@@ -24,6 +24,8 @@ measured in docs/performance.md and docs/reliability.md:
   error and the connection closed.
 * **One write per answer**: headers and body leave together, so a killed worker cannot leave a
   balancer holding half an answer it may not retry.
+* **Headers read without the ``email`` package** (flask_app/request_headers.py), with the
+  stdlib's limits.
 
 gunicorn.conf.py loads this file by path (the master must not import the Flask app); the tests
 import it as ``flask_app.worker``.
@@ -61,6 +63,7 @@ def _sibling(name: str):
 
 conn_share = _sibling("conn_share")
 config = _sibling("config")
+request_headers = _sibling("request_headers")
 
 
 class RequestLate(BaseException):
@@ -150,6 +153,14 @@ class RetiringHandler(PyWSGIHandler):
             self.header_timer = gevent.Timeout(self.header_timeout, RequestLate)
             self.header_timer.start()
         return super().read_requestline()
+
+    def MessageClass(self, rfile: Any, *args: Any) -> Any:
+        """The request's headers, read by flask_app/request_headers.py instead of the stdlib's
+        ``email`` parser (a tenth of a new flight's CPU)."""
+        return request_headers.read_headers(rfile)
+
+    def _headers(self) -> Any:
+        return self.headers.environ_items()
 
     def read_request(self, raw_requestline: str) -> bool:
         try:
