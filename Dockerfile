@@ -29,7 +29,7 @@ COPY gunicorn.conf.py ./
 COPY training/ training/
 COPY flask_app/ flask_app/
 # The model the image serves and its card (GET /model/card); the report/ plots are not needed.
-COPY model_artifacts/metadata.json model_artifacts/model.ubj model_artifacts/MODEL_CARD.md model_artifacts/
+COPY model_artifacts/metadata.json model_artifacts/model.ubj model_artifacts/model.onnx model_artifacts/MODEL_CARD.md model_artifacts/
 USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process answers); /ready is for the orchestrator's traffic decisions.

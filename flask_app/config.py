@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # auto | on | off: share one booster call among concurrent requests (flask_app/coalesce.py).
     "PREDICT_COALESCING": "auto",
+    # auto | off: score calls of up to 64 flights with ONNX Runtime from the artifact's
+    # model.onnx, checked against the booster at load (flask_app/fast_path.py).
+    "FAST_PATH": "auto",
     # Seconds a client has to send a request's headers (from its first byte), then its body;
     # past either the worker answers 408 and closes (flask_app/worker.py). Read by the worker.
     "REQUEST_HEADER_TIMEOUT": 10,
@@ -58,6 +61,7 @@ def from_env() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]),
         "LOG_LEVEL": env_choice("LOG_LEVEL", LOG_LEVELS).upper(),
         "PREDICT_COALESCING": env_choice("PREDICT_COALESCING", ("auto", "on", "off")),
+        "FAST_PATH": env_choice("FAST_PATH", ("auto", "off")),
         "LOAD_MODEL": DEFAULTS["LOAD_MODEL"],
     }
 

@@ -52,6 +52,12 @@ PREDICTIONS = Counter("scl_delay_predictions_total",
 # (flask_app/coalesce.py); near 1 under light load, tens under heavy load.
 BOOSTER_CALLS = Counter("scl_delay_booster_calls_total", "XGBoost prediction calls made")
 BOOSTER_ROWS = Counter("scl_delay_booster_rows_total", "Flights passed to XGBoost prediction calls")
+# The same for ONNX Runtime, which scores the small calls when the model has a fast path
+# (flask_app/fast_path.py): together they count every flight scored.
+FAST_PATH_CALLS = Counter("scl_delay_fast_path_calls_total",
+                          "ONNX Runtime prediction calls made (calls of few flights)")
+FAST_PATH_ROWS = Counter("scl_delay_fast_path_rows_total",
+                         "Flights passed to ONNX Runtime prediction calls")
 # Repeats answered from flask_app/answers.py; against flights scored, the cache's hit rate.
 ANSWERS_REUSED = Counter("scl_delay_answers_reused_total",
                          "Single-flight answers served again for a repeated request body")

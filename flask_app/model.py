@@ -15,11 +15,12 @@ import gevent.monkey
 import numpy as np
 from flask import Flask, current_app
 
+from flask_app import fast_path
 from flask_app.answers import AnswerCache
 from flask_app.coalesce import PredictionCoalescer
 from flask_app.errors import ApiError
 from flask_app.explain import Explainer
-from flask_app.metrics import BOOSTER_CALLS, BOOSTER_ROWS
+from flask_app.metrics import BOOSTER_CALLS, BOOSTER_ROWS, FAST_PATH_CALLS, FAST_PATH_ROWS
 from training.artifacts import Artifact, load_artifact
 
 EXTENSION = "delay_model"
@@ -30,7 +31,8 @@ SINGLE_FLIGHT_CACHE = 16384
 class DelayModel:
     """An artifact plus the prediction call the views use."""
 
-    def __init__(self, artifact: Artifact, coalesce: bool = False) -> None:
+    def __init__(self, artifact: Artifact, coalesce: bool = False,
+                 fast: fast_path.OnnxPredictor | None = None) -> None:
         self.artifact = artifact
         self.spec = artifact.spec
         self.booster = artifact.booster
@@ -39,6 +41,9 @@ class DelayModel:
         self.metadata = artifact.metadata
         # Under gevent, concurrent requests share booster calls (flask_app/coalesce.py).
         self._coalescer = PredictionCoalescer(self._booster_predict) if coalesce else None
+        # Small calls skip the booster's fixed cost, and the coalescer's wait, through ONNX
+        # Runtime (flask_app/fast_path.py); None: XGBoost serves every call.
+        self.fast = fast
         # Per worker, per model: a reload builds a new DelayModel and so fresh caches.
         self._predict_row = lru_cache(maxsize=SINGLE_FLIGHT_CACHE)(self._predict_encoded_row)
         # Whole answers to repeated single-flight bodies (flask_app/answers.py); they name this
@@ -58,6 +63,10 @@ class DelayModel:
         return self.booster.inplace_predict(matrix, validate_features=False)
 
     def _run_booster(self, matrix: np.ndarray) -> np.ndarray:
+        if self.fast is not None and len(matrix) <= fast_path.MAX_ROWS:
+            FAST_PATH_CALLS.inc()
+            FAST_PATH_ROWS.inc(len(matrix))
+            return self.fast.predict(matrix)
         if self._coalescer is not None:
             return self._coalescer.predict(matrix)
         return self._booster_predict(matrix)
@@ -90,10 +99,13 @@ class DelayModel:
 
 def init_app(app: Flask) -> None:
     """Load the model named by ``MODEL_DIR``; a bad artifact raises and stops start-up."""
-    app.extensions[EXTENSION] = (
-        DelayModel(load_artifact(app.config["MODEL_DIR"]),
-                   coalesce=coalescing_enabled(app.config["PREDICT_COALESCING"]))
-        if app.config["LOAD_MODEL"] else None)
+    if not app.config["LOAD_MODEL"]:
+        app.extensions[EXTENSION] = None
+        return
+    artifact = load_artifact(app.config["MODEL_DIR"])
+    fast = fast_path.build(artifact) if app.config.get("FAST_PATH", "auto") == "auto" else None
+    app.extensions[EXTENSION] = DelayModel(
+        artifact, coalesce=coalescing_enabled(app.config["PREDICT_COALESCING"]), fast=fast)
 
 
 def coalescing_enabled(setting: str) -> bool:

@@ -14,6 +14,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -74,3 +75,14 @@ def app(tiny_model_dir: Path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """dataset_SCL.csv from FLIGHT_DATA or ../shared/data; skip (with why) when absent."""
+    candidates = [os.environ.get("FLIGHT_DATA"), REPO_ROOT.parent / "shared/data/dataset_SCL.csv"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.skip("dataset_SCL.csv not found: set FLIGHT_DATA or place it at "
+                f"{REPO_ROOT.parent / 'shared/data/dataset_SCL.csv'}")

@@ -1,8 +1,10 @@
 """Stage 5: the model artifact on disk, written by training and read by every service worker.
 
 An artifact is a directory with the booster in XGBoost's own UBJ format (``model.ubj``) and
-``metadata.json`` (version, provenance, feature spec, threshold, holdout metrics). Nothing in it
-is executable: loading parses JSON and hands bytes to XGBoost, never pickle. The model version
+``metadata.json`` (version, provenance, feature spec, threshold, holdout metrics), plus, where
+the converter is installed, the same trees as ONNX (``model.onnx``, the service's fast path for
+small calls: training/onnx_export.py). Nothing in it is executable: loading parses JSON and
+hands bytes to XGBoost (and ONNX Runtime), never pickle. The model version
 is a content hash of the booster file, and loading checks that hash, so a truncated or swapped
 file is refused with a clear message instead of serving wrong answers.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from training.features import FeatureSpec
 
 MODEL_FILE = "model.ubj"
 METADATA_FILE = "metadata.json"
+FAST_PATH_FILE = "model.onnx"
 
 
 class ArtifactError(Exception):
@@ -33,6 +37,8 @@ class Artifact:
     booster: xgb.Booster
     metadata: dict[str, Any]
     spec: FeatureSpec
+    #: The serialized ONNX form of ``booster`` (hash-checked), or None if the artifact has none.
+    fast_path: bytes | None = None
 
     @property
     def version(self) -> str:
@@ -55,10 +61,11 @@ def write_json(path: Path, data: Any) -> None:
 
 def save_artifact(out_dir: str | os.PathLike, booster: xgb.Booster, spec: FeatureSpec,
                   threshold: float, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Write ``model.ubj`` and ``metadata.json``; return the metadata as written.
+    """Write ``model.ubj``, ``model.onnx`` (when it can be made) and ``metadata.json``; return
+    the metadata as written.
 
-    The file is written atomically-enough for a reload: both files go to temporary names in the
-    same directory and are renamed into place, model first, so a reader never pairs new
+    The files are written atomically-enough for a reload: each goes to a temporary name in the
+    same directory and is renamed into place, models first, so a reader never pairs new
     metadata with an old model without the hash check noticing.
     """
     out = Path(out_dir)
@@ -74,13 +81,38 @@ def save_artifact(out_dir: str | os.PathLike, booster: xgb.Booster, spec: Featur
         "feature_spec": spec.to_dict(),
         "threshold": float(threshold),
     }
-    tmp_model = out / f".{MODEL_FILE}.tmp"
+    full.pop("fast_path", None)
+    _replace(out / MODEL_FILE, raw)
+    return write_fast_path(out, booster, spec.n_features, full)
+
+
+def write_fast_path(out: Path, booster: xgb.Booster, n_features: int,
+                    metadata: dict[str, Any]) -> dict[str, Any]:
+    """Convert ``booster`` to ONNX beside it and write ``metadata`` naming it (its sha256);
+    if it cannot be converted, say why on stderr and write ``metadata`` without it (the
+    service then predicts with XGBoost alone)."""
+    from training.onnx_export import ExportError, booster_to_onnx
+
+    full = dict(metadata)
+    try:
+        onnx, info = booster_to_onnx(booster, n_features, str(full["model_version"]))
+    except ExportError as exc:
+        print(f"model artifact without a fast path: {exc}", file=sys.stderr)
+        full.pop("fast_path", None)
+        (out / FAST_PATH_FILE).unlink(missing_ok=True)
+    else:
+        _replace(out / FAST_PATH_FILE, onnx)
+        full["fast_path"] = {**info, "file": FAST_PATH_FILE, "sha256": sha256_bytes(onnx)}
     tmp_meta = out / f".{METADATA_FILE}.tmp"
-    tmp_model.write_bytes(raw)
     write_json(tmp_meta, full)
-    os.replace(tmp_model, out / MODEL_FILE)
     os.replace(tmp_meta, out / METADATA_FILE)
     return full
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def load_artifact(model_dir: str | os.PathLike, nthread: int = 1) -> Artifact:
@@ -121,4 +153,23 @@ def load_artifact(model_dir: str | os.PathLike, nthread: int = 1) -> Artifact:
     threshold = metadata["threshold"]
     if not isinstance(threshold, int | float) or not 0.0 < float(threshold) < 1.0:
         raise ArtifactError(f"threshold {threshold!r} in {meta_path} is not a probability")
-    return Artifact(booster=booster, metadata=metadata, spec=spec)
+    return Artifact(booster=booster, metadata=metadata, spec=spec,
+                    fast_path=_read_fast_path(directory, metadata, meta_path))
+
+
+def _read_fast_path(directory: Path, metadata: dict[str, Any], meta_path: Path) -> bytes | None:
+    """The ONNX bytes the metadata names, checked like the booster: a named file that is
+    missing or altered makes the whole artifact unservable, as a bad booster does."""
+    fast = metadata.get("fast_path")
+    if fast is None:
+        return None
+    if not isinstance(fast, dict) or not {"file", "sha256"} <= fast.keys():
+        raise ArtifactError(f"fast_path in {meta_path} must name a file and its sha256")
+    path = directory / str(fast["file"])
+    if not path.is_file():
+        raise ArtifactError(f"fast-path file {path} named in {meta_path} does not exist")
+    data = path.read_bytes()
+    if sha256_bytes(data) != fast["sha256"]:
+        raise ArtifactError(f"{path} does not match the sha256 in {meta_path}: "
+                            "the file is corrupt or belongs to another model")
+    return data

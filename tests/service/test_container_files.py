@@ -25,7 +25,8 @@ from werkzeug.serving import make_server
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
-MODEL_FILES = ("model_artifacts/metadata.json", "model_artifacts/model.ubj")
+MODEL_FILES = ("model_artifacts/metadata.json", "model_artifacts/model.ubj",
+               "model_artifacts/model.onnx")
 
 
 def instruction(name: str) -> list[str]:

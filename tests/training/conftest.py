@@ -1,8 +1,8 @@
-"""Shared fixtures for training tests: synthetic CSVs written to tmp_path, and the real file."""
+"""Shared fixtures for training tests: synthetic CSVs written to tmp_path (the real file is
+found by ``real_data`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -29,14 +29,3 @@ def csv_writer(tmp_path: Path) -> Callable[..., Path]:
         return write_csv(tmp_path / f"data{next(counter)}.csv", rows, columns)
 
     return write
-
-
-@pytest.fixture(scope="session")
-def real_data() -> Path:
-    """dataset_SCL.csv from FLIGHT_DATA or ../shared/data; skip (with why) when absent."""
-    candidates = [os.environ.get("FLIGHT_DATA"), REPO_ROOT.parent / "shared/data/dataset_SCL.csv"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip("dataset_SCL.csv not found: set FLIGHT_DATA or place it at "
-                f"{REPO_ROOT.parent / 'shared/data/dataset_SCL.csv'}")

@@ -121,6 +121,9 @@ def test_same_data_and_seed_give_identical_model_bytes(synthetic_csv, tmp_path) 
                            "--max-rounds", "40", "--seed", "5"]) == 0
     first, second = ((o / "model.ubj").read_bytes() for o in outs)
     assert first == second
+    # The fast path derived from it too (onnxmltools names graphs with a random UUID).
+    onnx = [(o / "model.onnx").read_bytes() for o in outs]
+    assert onnx[0] == onnx[1] and len(onnx[0]) > 1000
     other = tmp_path / "c"
     assert train_main(["--data", str(synthetic_csv), "--out", str(other), "--no-eval",
                        "--max-rounds", "40", "--seed", "6"]) == 0
