@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # auto | on | off: share one booster call among concurrent requests (flask_app/coalesce.py).
     "PREDICT_COALESCING": "auto",
-    # auto | off: score calls of up to 64 flights with ONNX Runtime from the artifact's
+    # auto | off: score calls of up to 32 flights with ONNX Runtime from the artifact's
     # model.onnx, checked against the booster at load (flask_app/fast_path.py).
     "FAST_PATH": "auto",
     # Seconds a client has to send a request's headers (from its first byte), then its body;

@@ -27,8 +27,8 @@ from training.features import FeatureSpec
 log = logging.getLogger(__name__)
 
 #: Calls of at most this many rows go to ONNX Runtime (crossover measured in
-#: docs/performance.md: it is ~2x cheaper at 32 rows, slower than XGBoost at 1,000).
-MAX_ROWS = 64
+#: docs/performance.md: ~10x cheaper for one row, even at ~32, slower beyond).
+MAX_ROWS = 32
 #: Largest difference from the booster allowed on the probe flights: float32 rounding of the
 #: two libraries' sums of 800+ leaves differ by ~1e-7; a wrong conversion differs by far more.
 TOLERANCE = 1e-5
