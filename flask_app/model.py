@@ -39,11 +39,12 @@ class DelayModel:
         self.version = artifact.version
         self.threshold = artifact.threshold
         self.metadata = artifact.metadata
-        # Under gevent, concurrent requests share booster calls (flask_app/coalesce.py).
-        self._coalescer = PredictionCoalescer(self._booster_predict) if coalesce else None
-        # Small calls skip the booster's fixed cost, and the coalescer's wait, through ONNX
-        # Runtime (flask_app/fast_path.py); None: XGBoost serves every call.
+        # Small calls skip the booster's fixed cost through ONNX Runtime
+        # (flask_app/fast_path.py); None: XGBoost serves every call.
         self.fast = fast
+        # Under gevent, concurrent requests share prediction calls (flask_app/coalesce.py);
+        # the runtime is chosen by the size of the shared call.
+        self._coalescer = PredictionCoalescer(self._score) if coalesce else None
         # Per worker, per model: a reload builds a new DelayModel and so fresh caches.
         self._predict_row = lru_cache(maxsize=SINGLE_FLIGHT_CACHE)(self._predict_encoded_row)
         # Whole answers to repeated single-flight bodies (flask_app/answers.py); they name this
@@ -62,14 +63,18 @@ class DelayModel:
         BOOSTER_ROWS.inc(len(matrix))
         return self.booster.inplace_predict(matrix, validate_features=False)
 
-    def _run_booster(self, matrix: np.ndarray) -> np.ndarray:
+    def _score(self, matrix: np.ndarray) -> np.ndarray:
+        """One prediction call: ONNX Runtime for a few rows, the booster for more."""
         if self.fast is not None and len(matrix) <= fast_path.MAX_ROWS:
             FAST_PATH_CALLS.inc()
             FAST_PATH_ROWS.inc(len(matrix))
             return self.fast.predict(matrix)
+        return self._booster_predict(matrix)
+
+    def _run_booster(self, matrix: np.ndarray) -> np.ndarray:
         if self._coalescer is not None:
             return self._coalescer.predict(matrix)
-        return self._booster_predict(matrix)
+        return self._score(matrix)
 
     def _predict_encoded_row(self, row: bytes) -> np.ndarray:
         """The booster's answer for one encoded row (the bytes of a float32 1 x n matrix).
