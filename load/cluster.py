@@ -84,6 +84,16 @@ def get_status(url: str, timeout: float = 1.0) -> int | None:
         return None
 
 
+def answering_pid(url: str, timeout: float = 1.0) -> int | None:
+    """The ``X-Worker-PID`` of a 200 answer to GET ``url``, or None."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            pid = response.headers.get("X-Worker-PID")
+            return int(pid) if response.status == 200 and pid else None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError):
+        return None
+
+
 def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
     """Send ``sig`` and wait; past ``timeout``, SIGKILL the process's whole group."""
     if process.poll() is not None:
@@ -101,6 +111,18 @@ def with_group_killed(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
+
+
+def worker_pids(instance: Instance) -> set[int]:
+    """The pids of the instance's Gunicorn workers (children of its master)."""
+    process = instance.process
+    if process is None or process.poll() is not None:
+        return set()
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(pid) for pid in children.split()}
 
 
 @dataclass
@@ -202,6 +224,20 @@ class Cluster:
             time.sleep(0.05)
         raise RuntimeError(f"instance {instance.index + 1} not ready after "
                            f"{self.ready_timeout:.0f}s:\n{self.log_tail(instance)}")
+
+    def wait_routed(self, instance: Instance, timeout: float) -> float:
+        """Seconds until nginx hands ``instance`` a request again: an answer through nginx
+        comes from one of its workers. nginx takes back an instance it marked down only once
+        ``fail_timeout`` has passed and a live request got through, so ready is not yet routed;
+        on a loaded machine that took longer than any fixed wait (docs/deployment.md)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            pid = answering_pid(f"{self.url}/health")
+            if pid is not None and pid in worker_pids(instance):
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"nginx routed nothing to instance {instance.index + 1} within "
+                           f"{timeout:.0f}s of its /ready")
 
     def stop_instance(self, instance: Instance, timeout: float = 40.0) -> None:
         """Graceful stop: SIGTERM, Gunicorn lets requests in flight finish, then exits."""
