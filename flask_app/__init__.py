@@ -11,6 +11,7 @@ from flask import Flask
 
 from flask_app import api, docs, errors, health, metrics, model, observe, request_log
 from flask_app.config import from_env
+from flask_app.flight_loader import FieldLoader
 from flask_app.json_provider import OrjsonProvider
 from flask_app.schemas import build_schemas
 
@@ -36,7 +37,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app, version)
     observe.init_app(app, version)
     if loaded is not None:
-        app.extensions[api.SCHEMAS] = build_schemas(loaded.spec, app.config["MAX_BATCH_SIZE"])
+        schemas = build_schemas(loaded.spec, app.config["MAX_BATCH_SIZE"])
+        app.extensions[api.SCHEMAS] = schemas
+        app.extensions[api.LOADER] = FieldLoader(schemas)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     # Last: the OpenAPI document lists the optional routes (/metrics) registered before it.

@@ -18,6 +18,7 @@ bp = Blueprint("api", __name__)
 QUERY_SCHEMA = PredictQuerySchema()
 
 SCHEMAS = "schemas"
+LOADER = "flight_loader"  # flask_app/flight_loader.py, built from the same schemas
 # Where the artifact (and its MODEL_CARD.md) lives in the repository.
 MODEL_DIR_NAME = "model_artifacts"
 
@@ -58,8 +59,17 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
 
 
 def parse_flights(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Validate a single flight or a ``{"flights": [...]}`` batch into a list of flights."""
-    schemas: Schemas = current_app.extensions[SCHEMAS]
+    """Validate a single flight or a ``{"flights": [...]}`` batch into a list of flights.
+
+    The schema's own fields validate every value (flask_app/flight_loader.py, without the
+    schema's per-item machinery); a body they find fault with goes through ``load``, which
+    words the errors.
+    """
+    extensions = current_app.extensions
+    flights = extensions[LOADER](body)
+    if flights is not None:
+        return flights
+    schemas: Schemas = extensions[SCHEMAS]
     if "flights" in body:
         return schemas.batch.load(body)["flights"]
     return [schemas.flight.load(body)]
