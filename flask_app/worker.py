@@ -71,12 +71,27 @@ class RequestLate(BaseException):
     ``Exception``: gevent's header parsing turns those into a 400, and this must pass it."""
 
 
+def _error_response(status: str, message: str) -> bytes:
+    """A whole error answer, in the JSON shape of flask_app/errors.py, that closes the
+    connection (what came before it cannot be trusted to end where a next request begins)."""
+    body = orjson.dumps({"error": {"status": int(status[:3]), "message": message,
+                                   "fields": {}}})
+    return (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (status.encode(), len(body))
+            ) + body
+
+
 def _timeout_response(message: str) -> bytes:
-    """A whole 408 answer, in the JSON shape of flask_app/errors.py, that closes the
-    connection (its input may be cut anywhere, so no next request can be found in it)."""
-    body = orjson.dumps({"error": {"status": 408, "message": message, "fields": {}}})
-    return (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+    return _error_response("408 Request Timeout", message)
+
+
+#: gevent's answers to requests it cannot parse (empty bodies), as JSON errors that say why.
+_PROTOCOL_ERRORS = {
+    "414": ("414 Request-URI Too Long",
+            "the request line is longer than gevent's limit of 8 KiB; send the flights in "
+            "the body, not the URL"),
+    "400": ("400 Bad Request", "the request is not valid HTTP/1.1"),
+}
 
 
 class DeadlineInput(Input):
@@ -170,10 +185,18 @@ class RetiringHandler(PyWSGIHandler):
                 self.header_timer.cancel()
                 self.header_timer = None
 
+    #: Why gevent refused the current request line or headers (its exception's text).
+    client_error: str = ""
+
+    def _handle_client_error(self, ex: BaseException) -> Any:
+        self.client_error = str(ex)
+        return super()._handle_client_error(ex)
+
     def handle_one_request(self) -> Any:
-        """gevent's request cycle, with a 408 for a client whose headers came too late."""
+        """gevent's request cycle, with a 408 for a client whose headers came too late and
+        JSON errors where gevent answers a request it cannot parse with an empty 400 or 414."""
         try:
-            return super().handle_one_request()
+            result = super().handle_one_request()
         except RequestLate:
             if self.header_timer is not None:
                 self.header_timer.cancel()
@@ -183,6 +206,12 @@ class RetiringHandler(PyWSGIHandler):
             with gevent.Timeout(1, False):  # a client that does not read gets no more time
                 self.socket.sendall(_timeout_response(message))
             return None
+        if isinstance(result, tuple) and result[0] in _PROTOCOL_ERRORS:
+            status, message = _PROTOCOL_ERRORS[result[0]]
+            if self.client_error:
+                message = f"{message}: {self.client_error[:200]}"
+            return result[0], _error_response(status, message)
+        return result
 
     #: What the read buffer held when this request's first byte arrived (its start).
     arrived: bytes = b""

@@ -11,6 +11,7 @@ the worker exits long before the graceful timeout. Also: bursts are accepted in 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -241,6 +242,17 @@ def raw_exchange(url: str, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def json_error(answer: bytes, status: int) -> str:
+    """The message of a JSON error answer (the service's error shape), checked whole."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head and b"Connection: close" in head
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    assert length == len(body)
+    error = json.loads(body)["error"]
+    assert error["status"] == status and error["fields"] == {}
+    return error["message"]
+
+
 @pytest.mark.server
 def test_oversized_request_lines_and_headers_are_refused_and_the_worker_lives_on(
         tiny_model_dir, tmp_path):
@@ -252,10 +264,14 @@ def test_oversized_request_lines_and_headers_are_refused_and_the_worker_lives_on
         pid = int(get(connect(server.url)).getheader("X-Worker-PID"))
         line = raw_exchange(server.url, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert line.startswith(b"HTTP/1.1 414 ")
-        for headers in (many, huge):
+        assert "8 KiB" in json_error(line, 414)
+        for headers, why in ((many, "more than 100 request headers"), (huge, "Line too long"),
+                             (b"Bad Header\r\n", "malformed request header line"),
+                             (b" folded: line\r\n", "malformed request header line")):
             answer = raw_exchange(server.url, b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers
                                   + b"Connection: close\r\n\r\n")
             assert answer.startswith(b"HTTP/1.1 400 ")
+            assert why in json_error(answer, 400)
         after = get(connect(server.url))
         assert after.status == 200 and int(after.getheader("X-Worker-PID")) == pid
 
