@@ -133,12 +133,7 @@ def load_artifact(model_dir: str | os.PathLike, nthread: int = 1) -> Artifact:
             raise ArtifactError(f"{meta_path} lacks the key {key!r}")
 
     model_path = directory / str(metadata["model_file"])
-    if not model_path.is_file():
-        raise ArtifactError(f"model file {model_path} named in {meta_path} does not exist")
-    raw = model_path.read_bytes()
-    if sha256_bytes(raw) != metadata["model_sha256"]:
-        raise ArtifactError(f"{model_path} does not match the sha256 in {meta_path}: "
-                            "the file is corrupt or belongs to another model")
+    raw = _read_checked(model_path, metadata["model_sha256"], "model file", meta_path)
     try:
         spec = FeatureSpec.from_dict(metadata["feature_spec"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -165,11 +160,16 @@ def _read_fast_path(directory: Path, metadata: dict[str, Any], meta_path: Path) 
         return None
     if not isinstance(fast, dict) or not {"file", "sha256"} <= fast.keys():
         raise ArtifactError(f"fast_path in {meta_path} must name a file and its sha256")
-    path = directory / str(fast["file"])
+    return _read_checked(directory / str(fast["file"]), fast["sha256"], "fast-path file",
+                         meta_path)
+
+
+def _read_checked(path: Path, sha256: str, what: str, meta_path: Path) -> bytes:
+    """The bytes of a file the metadata names, if they have the sha256 it gives."""
     if not path.is_file():
-        raise ArtifactError(f"fast-path file {path} named in {meta_path} does not exist")
+        raise ArtifactError(f"{what} {path} named in {meta_path} does not exist")
     data = path.read_bytes()
-    if sha256_bytes(data) != fast["sha256"]:
+    if sha256_bytes(data) != sha256:
         raise ArtifactError(f"{path} does not match the sha256 in {meta_path}: "
                             "the file is corrupt or belongs to another model")
     return data
