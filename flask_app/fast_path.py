@@ -2,12 +2,13 @@
 
 An XGBoost ``inplace_predict`` call costs ~200 µs however few rows it scores; ONNX Runtime's
 tree-ensemble kernel scores one flight in ~17 µs and stays cheaper up to a few dozen rows, while
-XGBoost is faster on large batches (docs/performance.md). So single flights and small batches go
-to ONNX Runtime directly, without waiting for the coalescer, and everything larger goes to the
-booster. The booster stays the model of record: before the session is used, it must give the
-booster's probabilities on probe flights covering every airline, destination and input level;
-anything else (ONNX Runtime missing, a session that fails, a disagreement) leaves the worker on
-XGBoost alone, with one log line saying why.
+XGBoost is faster on large batches (docs/performance.md). So a prediction call of few rows
+(after the coalescer has gathered concurrent requests: outside it, one-row calls cost more CPU
+under load) goes to ONNX Runtime, and everything larger goes to the booster. The booster stays
+the model of record: before the session is used, it must give the booster's probabilities on
+probe flights covering every airline, destination and input level; anything else (ONNX Runtime
+missing, a session that fails, a disagreement) leaves the worker on XGBoost alone, with one
+log line saying why.
 
 onnxruntime is imported here, in the worker: its native library starts a thread when loaded,
 and the Gunicorn master, which forks the workers, must hold none.

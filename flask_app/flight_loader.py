@@ -12,7 +12,8 @@ no unknown keys, a batch size within the ``Length`` validator, MES agreeing with
 validators, with the keys and order taken from the schema. It returns what ``load`` returns,
 or ``None`` at the first complaint, and the caller then runs ``load`` itself, so every error a
 client sees is still worded by marshmallow. A schema with anything it does not run (another
-hook, a field with hooks, a different attribute) is refused at start-up.
+schema hook, a field with hooks, an optional field defaulting to something but None) is refused
+at start-up.
 """
 
 from __future__ import annotations

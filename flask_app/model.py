@@ -108,7 +108,7 @@ def init_app(app: Flask) -> None:
         app.extensions[EXTENSION] = None
         return
     artifact = load_artifact(app.config["MODEL_DIR"])
-    fast = fast_path.build(artifact) if app.config.get("FAST_PATH", "auto") == "auto" else None
+    fast = fast_path.build(artifact) if app.config["FAST_PATH"] == "auto" else None
     app.extensions[EXTENSION] = DelayModel(
         artifact, coalesce=coalescing_enabled(app.config["PREDICT_COALESCING"]), fast=fast)
 
