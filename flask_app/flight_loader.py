@@ -14,6 +14,13 @@ or ``None`` at the first complaint, and the caller then runs ``load`` itself, so
 client sees is still worded by marshmallow. A schema with anything it does not run (another
 schema hook, a field with hooks, an optional field defaulting to something but None) is refused
 at start-up.
+
+In a batch the same airline, flight type, month and destination come back flight after flight,
+and a field whose answer depends on the value alone (``ShortPathField.value_only``) gives the
+same answer each time: within one call, each such field deserializes a given string or integer
+once and reuses the (immutable) result. Only ``str`` and ``int`` values are remembered, by their
+exact type, so ``True`` or ``1.0`` never borrow the answer of ``1``; every other value, and
+every value of another field, goes through ``deserialize`` each time.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from marshmallow import Schema, ValidationError, missing
 
 from flask_app.schemas import Schemas
 
+# Value types a batch remembers answers for: exact types, so True (a bool) or 1.0 (a float, equal
+# to 1 as a dict key) never reach the answer given to 1.
+_REMEMBERED = (str, int)
 # The hooks the flight schema may carry: the month rule, run here by name.
 _MONTH_RULE = "_month_agrees"
 
@@ -37,6 +47,9 @@ class FieldLoader:
         self._fields = tuple((field.data_key or name, field.attribute or name, field)
                              for name, field in flight.load_fields.items())
         self._keys = frozenset(key for key, _, _ in self._fields)
+        # Fields whose answer is a function of the value alone: remembered within a batch.
+        self._value_only = tuple(bool(getattr(field, "value_only", False))
+                                 for _, _, field in self._fields)
         self._month_rule = getattr(flight, _MONTH_RULE)
         batch_fields = schemas.batch.load_fields
         if set(batch_fields) != {"flights"}:
@@ -58,18 +71,47 @@ class FieldLoader:
                 return None
             many = True
         else:
-            flights, many = [body], False
-        loaded = []
-        fields, keys = self._fields, self._keys
+            many = False
         try:
-            for item in flights:
-                if type(item) is not dict or not item.keys() <= keys:
-                    return None
-                loaded.append({attribute: field.deserialize(item.get(key, missing), key, item)
-                               for key, attribute, field in fields})
+            if many:
+                loaded = self._load_batch(flights)
+            else:
+                one = self._load_one(body)
+                loaded = None if one is None else [one]
+            if loaded is None:
+                return None
             self._month_rule(loaded if many else loaded[0], many=many)
         except ValidationError:
             return None
+        return loaded
+
+    def _load_one(self, item: Any) -> dict[str, Any] | None:
+        if type(item) is not dict or not item.keys() <= self._keys:
+            return None
+        return {attribute: field.deserialize(item.get(key, missing), key, item)
+                for key, attribute, field in self._fields}
+
+    def _load_batch(self, flights: list[Any]) -> list[dict[str, Any]] | None:
+        keys = self._keys
+        # Per field: None (always deserialize) or {value: answer} for this batch only.
+        plan = [(key, attribute, field, {} if value_only else None)
+                for (key, attribute, field), value_only in zip(self._fields, self._value_only,
+                                                               strict=True)]
+        loaded = []
+        for item in flights:
+            if type(item) is not dict or not item.keys() <= keys:
+                return None
+            flight = {}
+            for key, attribute, field, seen in plan:
+                value = item.get(key, missing)
+                if seen is not None and type(value) in _REMEMBERED:
+                    answer = seen.get(value, missing)
+                    if answer is missing:
+                        answer = seen[value] = field.deserialize(value, key, item)
+                else:
+                    answer = field.deserialize(value, key, item)
+                flight[attribute] = answer
+            loaded.append(flight)
         return loaded
 
 

@@ -41,6 +41,10 @@ class ShortPathField(fields.Field):
     given hooks takes marshmallow's own path.
     """
 
+    #: True when the answer (or the error) depends on the value alone, never on ``attr`` or
+    #: ``data``: flask_app/flight_loader.py then reuses it within a batch.
+    value_only: ClassVar[bool] = False
+
     def deserialize(self, value: Any, attr: str | None = None, data: Any = None,
                     **kwargs: Any) -> Any:
         if self.pre_load or self.post_load:
@@ -66,6 +70,8 @@ class StrictInteger(ShortPathField, fields.Integer):
     ``MES: true`` is a client bug we want to report, not month 1.
     """
 
+    value_only: ClassVar[bool] = True
+
     default_error_messages: ClassVar[dict[str, str]] = {
         "invalid": "Not a valid integer: send a JSON number such as 7."}
 
@@ -86,6 +92,8 @@ class Month(StrictInteger):
 
 class ScheduledDeparture(ShortPathField):
     """``YYYY-MM-DD HH:MM[:SS]`` (a ``T`` separator is accepted too) to a naive datetime."""
+
+    value_only: ClassVar[bool] = True
 
     default_error_messages: ClassVar[dict[str, str]] = {
         "invalid": "Not a valid scheduled departure: expected 'YYYY-MM-DD HH:MM[:SS]', "
@@ -142,6 +150,8 @@ class Vocabulary(ShortPathField, fields.String):
     and it words the error); accepted values are first checked against a frozenset, so the
     common case costs one hash lookup instead of marshmallow's validator loop.
     """
+
+    value_only: ClassVar[bool] = True
 
     def __init__(self, choices: tuple[str, ...] | list[str], what: str, **kwargs: Any) -> None:
         self._allowed = frozenset(choices)

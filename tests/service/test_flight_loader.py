@@ -272,3 +272,29 @@ def test_the_app_loads_valid_bodies_without_schema_load(app: Flask, client: Flas
     monkeypatch.undo()
     bad = client.post("/predict", json={"flights": [LATAM, {**LATAM, "MES": 13}]})
     assert bad.status_code == 400 and "flights[1].MES" in bad.get_json()["error"]["fields"]
+
+
+def test_a_batch_never_lends_one_value_s_answer_to_an_equal_value_of_another_type() -> None:
+    # The loader remembers answers within a batch; 1, True and 1.0 are equal dict keys.
+    for odd in (True, 1.0, "1"):
+        body = {"flights": [LATAM, {**LATAM, "MES": odd}]}
+        assert check(body) is None, odd
+        with pytest.raises(ValidationError):
+            marshmallow_load(body)
+    body = {"flights": [{**LATAM, "SIGLADES": "Lima"}, {**LATAM, "SIGLADES": "Lima"},
+                        {**LATAM, "OPERA": "Sky Airline", "SIGLADES": "Lima"}]}
+    assert [f["SIGLADES"] for f in check(body)] == ["Lima", "Lima", "Lima"]
+
+
+def test_a_field_that_reads_the_whole_flight_is_asked_for_every_flight() -> None:
+    # A field whose answer depends on more than its value must not be remembered.
+    class Echo(fields.Field):
+        def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+            return f"{value}/{data['OPERA']}"
+
+    class Extra(SCHEMAS.flight.__class__):
+        GATE = Echo(load_default=None, allow_none=True)
+
+    loader = FieldLoader(Schemas(Extra(), SCHEMAS.batch, LIMIT))
+    body = {"flights": [{**LATAM, "GATE": "A"}, {**LATAM, "OPERA": "Copa Air", "GATE": "A"}]}
+    assert [f["GATE"] for f in loader(body)] == ["A/Grupo LATAM", "A/Copa Air"]
