@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import gevent.monkey
 from flask import Flask
 
 from flask_app import api, docs, errors, health, metrics, model, observe, request_log
@@ -30,6 +31,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     # JSON logs before anything logs (the model load does).
     request_log.configure_logging(app.config["LOG_LEVEL"])
+    if gevent.monkey.is_module_patched("socket"):
+        # A gevent worker: request lines leave together once per loop turn (request_log.py).
+        request_log.gather_lines_per_loop_turn()
     errors.init_app(app)
     model.init_app(app)
     loaded = app.extensions[model.EXTENSION]

@@ -12,6 +12,7 @@ The hooks that gather a request's fields are in flask_app/observe.py, shared wit
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -37,6 +38,7 @@ class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", ...}``: the record's ``fields`` dict, else its message."""
 
     def format(self, record: logging.LogRecord) -> str:
+        WRITER.flush()  # request lines gathered before this record go out before it
         out: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -107,26 +109,85 @@ class _Clock:
 
 _CLOCK = _Clock()
 _STDERR = 2
+# The largest write a pipe delivers whole even when several processes write to it (POSIX
+# PIPE_BUF, 4 KiB on Linux): a write of whole lines up to this size never interleaves with
+# another worker's, so no line is ever cut.
+PIPE_BUF = 4096
 
 
-def write_line(line: bytes) -> None:
-    """Write one whole line to stderr with one ``write`` call (more only if one is cut short).
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    while written < len(data):
+        written += os.write(fd, data[written:])
 
-    A line of a few hundred bytes is far below ``PIPE_BUF`` (4 KiB), so on a pipe it arrives
-    whole even when every worker writes to the same one: no line is ever interleaved with
-    another worker's.
+
+class LineWriter:
+    """Request lines to a file descriptor: one ``write`` per line, or, under gevent, the lines
+    of one turn of the event loop together.
+
+    A ``write(2)`` per request was most of the request line's cost, and under load many
+    requests finish in the same loop turn. Once :meth:`gather` is on (a gevent worker), lines
+    wait in a buffer that is written when the loop next runs its callbacks (after the greenlets
+    of this turn), or at once when the next line would take it past :data:`PIPE_BUF`; each
+    write holds whole lines only, so on a pipe it arrives whole. A line longer than that is
+    written alone, as before. :meth:`flush` writes what waits (the JSON formatter calls it
+    first, so other records keep their place after the request lines before them; so does
+    the worker's exit).
     """
-    written = os.write(_STDERR, line)
-    while written < len(line):
-        written += os.write(_STDERR, line[written:])
+
+    def __init__(self, fd: int = _STDERR) -> None:
+        self.fd = fd
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._later: Any = None  # the event loop's run_callback, once gathering
+
+    @property
+    def gathering(self) -> bool:
+        return self._later is not None
+
+    def gather(self, run_callback: Any) -> None:
+        """Buffer lines until ``run_callback(self.flush)`` runs (the gevent loop's)."""
+        self._later = run_callback
+
+    def write(self, line: bytes) -> None:
+        if self._later is None or len(line) > PIPE_BUF:
+            self.flush()
+            _write_all(self.fd, line)
+            return
+        if self._size + len(line) > PIPE_BUF:
+            self.flush()
+        if not self._pending:
+            self._later(self.flush)
+        self._pending.append(line)
+        self._size += len(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+            _write_all(self.fd, data)
+
+
+WRITER = LineWriter()
+
+
+def gather_lines_per_loop_turn() -> None:
+    """In a gevent worker (after the fork): request lines leave once per loop turn."""
+    import gevent
+
+    if not WRITER.gathering:
+        atexit.register(WRITER.flush)
+    WRITER.gather(gevent.get_hub().loop.run_callback)
 
 
 def log_request(fields: dict[str, Any]) -> None:
     """Write the per-request line (flask_app/observe.py gathers the fields).
 
     The line has the keys a :class:`JsonFormatter` record has (``ts``, ``level``, ``logger``,
-    then the fields) but is built with one ``orjson.dumps`` and written with one ``write``
-    straight to stderr: a ``logging`` record (``makeRecord``, handler lock, formatter, a
+    then the fields) but is built with one ``orjson.dumps`` and handed to :data:`WRITER`, which
+    writes it straight to stderr (under gevent, with the other lines of its loop turn): a
+    ``logging`` record (``makeRecord``, handler lock, formatter, a
     ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request. The level
     still comes from the logger, so ``LOG_LEVEL=WARNING`` silences these lines as before.
     """
@@ -134,4 +195,4 @@ def log_request(fields: dict[str, Any]) -> None:
         return
     line = {"ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": log.name}
     line.update(fields)
-    write_line(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
+    WRITER.write(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))

@@ -171,3 +171,9 @@ def test_concurrent_mixed_traffic_is_answered_right_by_stable_workers(
     assert before == after == set(loads), (before, after, loads)
     answering = Counter(int(response.headers["X-Worker-PID"]) for _, response in results)
     assert set(answering) <= set(loads), (answering, loads)
+    # Both workers gather their request lines per loop turn (flask_app/request_log.py) into
+    # one log: still exactly one whole JSON line per request, none cut or lost.
+    lines = [json.loads(line) for line in log.splitlines() if '"event":"request"' in line]
+    logged = Counter(line["request_id"] for line in lines if line["route"] == "/predict")
+    sent = Counter(response.headers["X-Request-ID"] for _, response in results)
+    assert logged == sent and len(sent) == REQUESTS

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
+import socket
 from datetime import UTC, datetime
 
+import gevent
 import pytest
 
-from flask_app import create_app
-from flask_app.request_log import JsonFormatter
+from flask_app import create_app, request_log
+from flask_app.request_log import PIPE_BUF, JsonFormatter, LineWriter
 
 FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -20,9 +24,11 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 def log_lines(capfd):
     """The request lines the service wrote to file descriptor 2 (stderr), where Gunicorn's
     log goes too; read at the descriptor, as a log collector would."""
+    request_log.WRITER.flush()
     capfd.readouterr()  # what came before the test
 
     def lines() -> list[dict]:
+        gevent.sleep(0)  # the test process is gevent-patched: lines leave at the loop's turn
         err = capfd.readouterr().err
         return [json.loads(line) for line in err.splitlines()
                 if line.startswith("{") and '"event":"request"' in line]
@@ -106,3 +112,85 @@ def test_request_lines_keep_every_field_and_the_formatters_timestamp(client, log
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["ts"])
     stamp = datetime.fromisoformat(line["ts"])
     assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= stamp <= after
+
+
+@pytest.fixture
+def datagrams():
+    """A LineWriter's descriptor where every write(2) stays one message (a datagram socket), so
+    a test sees how the lines were grouped into writes."""
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.setblocking(False)
+
+    def received() -> list[bytes]:
+        out = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                out.append(receiver.recv(1 << 16))
+        return out
+
+    yield sender.fileno(), received
+    sender.close()
+    receiver.close()
+
+
+def lines_of(size: int, count: int) -> list[bytes]:
+    return [(f"{n:05d}".encode() * size)[:size - 1] + b"\n" for n in range(count)]
+
+
+def test_without_an_event_loop_every_line_is_its_own_write(datagrams):
+    fd, received = datagrams
+    writer = LineWriter(fd)
+    lines = lines_of(200, 3)
+    for line in lines:
+        writer.write(line)
+    assert received() == lines
+
+
+def test_under_gevent_the_lines_of_one_loop_turn_leave_in_writes_of_whole_lines(datagrams):
+    fd, received = datagrams
+    writer = LineWriter(fd)
+    writer.gather(gevent.get_hub().loop.run_callback)
+    lines = lines_of(300, 30)  # 9,000 bytes: more than one pipe-atomic write holds
+    for line in lines:
+        writer.write(line)
+    early = received()
+    gevent.sleep(0)  # one loop turn: the callback writes what waits
+    writes = early + received()
+    assert b"".join(writes) == b"".join(lines)
+    assert 3 <= len(writes) <= 4  # grouped, not one write per line
+    for data in writes:
+        assert len(data) <= PIPE_BUF and data.endswith(b"\n")
+        assert data.count(b"\n") * 300 == len(data)  # whole lines only
+
+
+def test_a_line_longer_than_a_pipe_write_goes_alone_after_the_lines_before_it(datagrams):
+    fd, received = datagrams
+    writer = LineWriter(fd)
+    writer.gather(gevent.get_hub().loop.run_callback)
+    short, (long,) = lines_of(100, 2), lines_of(PIPE_BUF + 500, 1)
+    for line in (*short, long):
+        writer.write(line)
+    assert received() == [b"".join(short), long]
+    gevent.sleep(0)
+    assert received() == []
+
+
+def test_a_log_record_is_written_after_the_request_lines_gathered_before_it():
+    read, write = os.pipe()
+    writer = request_log.WRITER
+    saved = writer.fd, writer.gathering
+    try:
+        writer.fd = write
+        writer.gather(lambda callback: None)  # a loop turn that never comes
+        writer.write(b'{"event":"request"}\n')
+        record = logging.LogRecord("flask_app", logging.WARNING, __file__, 1, "later", (), None)
+        formatted = JsonFormatter().format(record)
+        assert os.read(read, 1 << 16) == b'{"event":"request"}\n'
+        assert json.loads(formatted)["message"] == "later"
+    finally:
+        writer.flush()
+        writer.fd = saved[0]
+        if not saved[1]:
+            writer._later = None
+        os.close(read)
+        os.close(write)
