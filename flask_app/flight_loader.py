@@ -15,12 +15,14 @@ client sees is still worded by marshmallow. A schema with anything it does not r
 schema hook, a field with hooks, an optional field defaulting to something but None) is refused
 at start-up.
 
-In a batch the same airline, flight type, month and destination come back flight after flight,
-and a field whose answer depends on the value alone (``ShortPathField.value_only``) gives the
-same answer each time: within one call, each such field deserializes a given string or integer
-once and reuses the (immutable) result. Only ``str`` and ``int`` values are remembered, by their
-exact type, so ``True`` or ``1.0`` never borrow the answer of ``1``; every other value, and
-every value of another field, goes through ``deserialize`` each time.
+A batch is loaded field by field: each field's values of every flight in one list, then the
+flights zipped back together. The same airline, flight type, month and destination come back
+flight after flight, and a field whose answer depends on the value alone
+(``ShortPathField.value_only``) is asked once per distinct value (``answers``; the departure
+field parses its nearly all distinct strings in one pass). Values are told apart by exact type,
+so ``True`` or ``1.0`` never borrow the answer of ``1``: a column holding anything but
+strings, integers, null or absent keys, and every column of another field, goes through
+``deserialize`` value by value.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from marshmallow import Schema, ValidationError, missing
 from flask_app.schemas import Schemas
 
 # Value types a batch remembers answers for: exact types, so True (a bool) or 1.0 (a float, equal
-# to 1 as a dict key) never reach the answer given to 1.
-_REMEMBERED = (str, int)
+# to 1 as a dict key) never reach the answer given to 1; None and an absent key (``missing``)
+# have one answer each. A column holding any other type is deserialized value by value.
+_REMEMBERED = frozenset({str, int, type(None), type(missing)})
 # The hooks the flight schema may carry: the month rule, run here by name.
 _MONTH_RULE = "_month_agrees"
 
@@ -47,6 +50,7 @@ class FieldLoader:
         self._fields = tuple((field.data_key or name, field.attribute or name, field)
                              for name, field in flight.load_fields.items())
         self._keys = frozenset(key for key, _, _ in self._fields)
+        self._attributes = tuple(attribute for _, attribute, _ in self._fields)
         # Fields whose answer is a function of the value alone: remembered within a batch.
         self._value_only = tuple(bool(getattr(field, "value_only", False))
                                  for _, _, field in self._fields)
@@ -92,27 +96,20 @@ class FieldLoader:
                 for key, attribute, field in self._fields}
 
     def _load_batch(self, flights: list[Any]) -> list[dict[str, Any]] | None:
-        keys = self._keys
-        # Per field: None (always deserialize) or {value: answer} for this batch only.
-        plan = [(key, attribute, field, {} if value_only else None)
-                for (key, attribute, field), value_only in zip(self._fields, self._value_only,
-                                                               strict=True)]
-        loaded = []
-        for item in flights:
-            if type(item) is not dict or not item.keys() <= keys:
-                return None
-            flight = {}
-            for key, attribute, field, seen in plan:
-                value = item.get(key, missing)
-                if seen is not None and type(value) in _REMEMBERED:
-                    answer = seen.get(value, missing)
-                    if answer is missing:
-                        answer = seen[value] = field.deserialize(value, key, item)
-                else:
-                    answer = field.deserialize(value, key, item)
-                flight[attribute] = answer
-            loaded.append(flight)
-        return loaded
+        """Field by field over the whole batch: each field's values in one list, a value-only
+        field's answers once per distinct value, then the flights zipped together."""
+        if set(map(type, flights)) != {dict} or not set().union(*flights) <= self._keys:
+            return None
+        columns = []
+        for (key, _, field), value_only in zip(self._fields, self._value_only, strict=True):
+            column = [item.get(key, missing) for item in flights]
+            if value_only and set(map(type, column)) <= _REMEMBERED:
+                column = list(map(field.answers(set(column), key).__getitem__, column))
+            else:
+                column = [field.deserialize(value, key, item)
+                          for value, item in zip(column, flights, strict=True)]
+            columns.append(column)
+        return [dict(zip(self._attributes, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _check_runnable(flight: Schema) -> None:

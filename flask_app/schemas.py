@@ -8,6 +8,7 @@ objects validate requests and generate the OpenAPI document.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -62,6 +63,12 @@ class ShortPathField(fields.Field):
         self._validate(output)
         return output
 
+    def answers(self, values: Collection[Any], attr: str) -> dict[Any, Any]:
+        """``{value: deserialize(value)}`` for distinct ``values`` of a ``value_only`` field;
+        raises the first ``ValidationError`` as ``deserialize`` would. A batch asks once per
+        distinct value (flask_app/flight_loader.py)."""
+        return {value: self.deserialize(value, attr, None) for value in values}
+
 
 class StrictInteger(ShortPathField, fields.Integer):
     """An integer that refuses booleans, floats and numeric strings.
@@ -112,6 +119,23 @@ class ScheduledDeparture(ShortPathField):
             return datetime.fromisoformat(value)
         except ValueError as exc:  # right shape, no such date or time: 2017-02-30, 25:00
             raise self.make_error("impossible", reason=str(exc)) from None
+
+    def answers(self, values: Collection[Any], attr: str) -> dict[Any, Any]:
+        """The same answers as ``deserialize``; well-formed departures (a batch's are nearly all
+        distinct) are parsed in one comprehension, the steps ``deserialize`` runs for a
+        string in a field without hooks or validators. Anything else, or any error, takes
+        ``deserialize`` itself."""
+        if self.pre_load or self.post_load or self.validators:
+            return super().answers(values, attr)
+        shape, parse = _DEPARTURE_SHAPE.fullmatch, datetime.fromisoformat
+        try:
+            out = {value: parse(value) for value in values
+                   if type(value) is str and shape(value) is not None}
+        except ValueError:  # right shape, no such date: deserialize words the error
+            return super().answers(values, attr)
+        if len(out) < len(values):
+            out.update(super().answers([value for value in values if value not in out], attr))
+        return out
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else value.strftime(DEPARTURE_FORMATS[0])

@@ -209,6 +209,17 @@ EXAMPLES = [
     ({**LATAM, "fecha": "2017-01-05 10:00"}, "error"),
     ({"TIPOVUELO": "I", "MES": 1}, "error"),
     ({**LATAM, "DIANOM": "Lunes"}, "error"),
+    # Batches: the loader answers field by field, once per distinct value.
+    ({"flights": [{**LATAM, "Fecha-I": "2017-01-15 08:30"}, {**LATAM, "Fecha-I": None}, LATAM,
+                  {**LATAM, "Fecha-I": "2017-01-15 08:30"}]}, "loader"),
+    ({"flights": [{**LATAM, "Fecha-I": "2017-01-15 08:30"},
+                  {**LATAM, "MES": 2, "Fecha-I": "2017-02-30 10:00"}]}, "error"),
+    ({"flights": [{**LATAM, "Fecha-I": "2017-01-15 08:30"}, {**LATAM, "Fecha-I": 20170115}]},
+     "error"),
+    ({"flights": [LATAM, {**LATAM, "SIGLADES": "Lima"}, {**LATAM, "SIGLADES": ["Lima"]}]},
+     "error"),
+    ({"flights": [LATAM, {"TIPOVUELO": "I", "MES": 1}]}, "error"),
+    ({"flights": [LATAM, {**LATAM, "x": 1}]}, "error"),
 ]
 
 
