@@ -12,6 +12,7 @@ from flask_app.errors import ApiError
 from flask_app.explain import PredictQuerySchema
 from flask_app.metrics import ANSWERS_REUSED
 from flask_app.model import EXTENSION, get_model
+from flask_app.rounding import round_probabilities
 from flask_app.schemas import Schemas
 
 bp = Blueprint("api", __name__)
@@ -109,11 +110,11 @@ def predict():
     scope.batch_size = len(flights)  # for the request log and metrics (flask_app/metrics.py)
     probabilities = model.predict(flights)
     threshold = model.threshold
-    # One vectorised comparison serves both the answers and the metrics; tolist() hands back
-    # Python floats and bools, so the loop does no per-element numpy work.
+    # One vectorised comparison serves both the answers and the metrics, and the rounding is
+    # vectorised too (flask_app/rounding.py): the loop only pairs Python floats and bools.
     delayed = (probabilities >= threshold).tolist()
-    predictions = [{"delay_probability": round(p, 4), "delayed": d}
-                   for p, d in zip(probabilities.tolist(), delayed, strict=True)]
+    predictions = [{"delay_probability": p, "delayed": d}
+                   for p, d in zip(round_probabilities(probabilities), delayed, strict=True)]
     scope.delayed = sum(delayed)
     if explain:
         for prediction, explanation in zip(predictions, model.explain(flights), strict=True):
