@@ -19,10 +19,10 @@ A batch is loaded field by field: each field's values of every flight in one lis
 flights zipped back together. The same airline, flight type, month and destination come back
 flight after flight, and a field whose answer depends on the value alone
 (``ShortPathField.value_only``) is asked once per distinct value (``answers``; the departure
-field parses its nearly all distinct strings in one pass). Values are told apart by exact type,
-so ``True`` or ``1.0`` never borrow the answer of ``1``: a column holding anything but
-strings, integers, null or absent keys, and every column of another field, goes through
-``deserialize`` value by value.
+field hands its nearly all distinct strings straight to its own ``_deserialize``). Values are
+told apart by exact type, so ``True`` or ``1.0`` never borrow the answer of ``1``: a column
+holding anything but strings, integers, null or absent keys, and every column of another
+field, goes through ``deserialize`` value by value.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ class FieldLoader:
             return None
         return loaded
 
-    def _load_one(self, item: Any) -> dict[str, Any] | None:
-        if type(item) is not dict or not item.keys() <= self._keys:
+    def _load_one(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        if not item.keys() <= self._keys:
             return None
         return {attribute: field.deserialize(item.get(key, missing), key, item)
                 for key, attribute, field in self._fields}

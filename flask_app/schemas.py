@@ -121,20 +121,16 @@ class ScheduledDeparture(ShortPathField):
             raise self.make_error("impossible", reason=str(exc)) from None
 
     def answers(self, values: Collection[Any], attr: str) -> dict[Any, Any]:
-        """The same answers as ``deserialize``; well-formed departures (a batch's are nearly all
-        distinct) are parsed in one comprehension, the steps ``deserialize`` runs for a
-        string in a field without hooks or validators. Anything else, or any error, takes
-        ``deserialize`` itself."""
+        """The same answers as ``deserialize``. In a field without hooks or validators,
+        ``deserialize`` of a string is ``_deserialize`` alone, so a batch's strings (nearly
+        all distinct) go straight to it; anything else takes ``deserialize``."""
         if self.pre_load or self.post_load or self.validators:
             return super().answers(values, attr)
-        shape, parse = _DEPARTURE_SHAPE.fullmatch, datetime.fromisoformat
-        try:
-            out = {value: parse(value) for value in values
-                   if type(value) is str and shape(value) is not None}
-        except ValueError:  # right shape, no such date: deserialize words the error
-            return super().answers(values, attr)
+        out = {value: self._deserialize(value, attr, None) for value in values
+               if type(value) is str}
         if len(out) < len(values):
-            out.update(super().answers([value for value in values if value not in out], attr))
+            out.update(super().answers([value for value in values if type(value) is not str],
+                                       attr))
         return out
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
