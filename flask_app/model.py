@@ -28,9 +28,8 @@ EXTENSION = "delay_model"
 SINGLE_FLIGHT_CACHE = 16384
 # Encoded rows remembered per worker (~0.75 KB each: the 376-byte row is the key). Fewer than
 # answers: the answer cache takes every exact repeat first, and new bodies almost never share
-# a row (the hour feature carries the minutes; 0.3 % of 35,000 new flights per worker hit it
-# at 16,384 entries), so the row cache is for one flight sent in differently written bodies.
-# 16,384 rows held ~12 MiB of a worker for no measurable gain.
+# a row (the hour feature carries the minutes), so what is left for the row cache is one
+# flight sent in differently written bodies (docs/performance.md, issue 15 round 4).
 ROW_CACHE = 4096
 
 
