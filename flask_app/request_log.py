@@ -19,7 +19,6 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,13 +121,9 @@ def _write_all(fd: int, data: bytes) -> None:
         written += os.write(fd, data[written:])
 
 
-#: Request lines that may wait unbuilt for the end of a loop turn; more are built at once.
-MAX_WAITING = 256
-
-
 class LineWriter:
     """Request lines to a file descriptor: one ``write`` per line, or, under gevent, the lines
-    of one turn of the event loop built and written together.
+    of one turn of the event loop together.
 
     A ``write(2)`` per request was most of the request line's cost, and under load many
     requests finish in the same loop turn. Once :meth:`gather` is on (a gevent worker), lines
@@ -138,82 +133,35 @@ class LineWriter:
     written alone, as before. :meth:`flush` writes what waits (the JSON formatter calls it
     first, so other records keep their place after the request lines before them; so does
     the worker's exit).
-
-    A line given by :meth:`add` waits as its values and is built by ``build`` at the same
-    moment, all the turn's lines in one go. Built one per request, amid the rest of the
-    request's code, the line cost about twice as much CPU as it does built next to the lines
-    before it (docs/performance.md): its code and data are then still in the CPU's caches.
     """
 
-    def __init__(self, fd: int = _STDERR, build: Callable[[Any], bytes] | None = None) -> None:
+    def __init__(self, fd: int = _STDERR) -> None:
         self.fd = fd
-        self.build = build
-        self._waiting: list[Any] = []  # values of lines not built yet, in order
-        self._pending: list[bytes] = []  # built lines not written yet, in order
+        self._pending: list[bytes] = []
         self._size = 0
         self._later: Any = None  # the event loop's run_callback, once gathering
-        self._due = False  # a flush is scheduled for the end of this loop turn
 
     @property
     def gathering(self) -> bool:
         return self._later is not None
 
     def gather(self, run_callback: Any) -> None:
-        """Buffer lines until ``run_callback(...)`` runs a flush (the gevent loop's)."""
+        """Buffer lines until ``run_callback(self.flush)`` runs (the gevent loop's)."""
         self._later = run_callback
-        self._due = False
-
-    def add(self, values: Any) -> None:
-        """The line ``build(values)``: at once without gathering, else at the loop turn."""
-        if self._later is None:
-            self.write(self.build(values))
-            return
-        self._waiting.append(values)
-        if len(self._waiting) >= MAX_WAITING:
-            self._build_waiting()
-        self._schedule()
 
     def write(self, line: bytes) -> None:
-        """A line already built, after every line given before it."""
-        if self._later is None:
+        if self._later is None or len(line) > PIPE_BUF:
             self.flush()
             _write_all(self.fd, line)
             return
-        self._build_waiting()
-        self._put(line)
-        self._schedule()
-
-    def flush(self) -> None:
-        self._build_waiting()
-        self._write_pending()
-
-    def _schedule(self) -> None:
-        if not self._due:
-            self._due = True
-            self._later(self._turn_ends)
-
-    def _turn_ends(self) -> None:
-        self._due = False
-        self.flush()
-
-    def _build_waiting(self) -> None:
-        if self._waiting:
-            waiting, self._waiting = self._waiting, []
-            build, put = self.build, self._put
-            for values in waiting:
-                put(build(values))
-
-    def _put(self, line: bytes) -> None:
-        if len(line) > PIPE_BUF:
-            self._write_pending()
-            _write_all(self.fd, line)
-            return
         if self._size + len(line) > PIPE_BUF:
-            self._write_pending()
+            self.flush()
+        if not self._pending:
+            self._later(self.flush)
         self._pending.append(line)
         self._size += len(line)
 
-    def _write_pending(self) -> None:
+    def flush(self) -> None:
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
@@ -221,16 +169,7 @@ class LineWriter:
             _write_all(self.fd, data)
 
 
-def _request_line(values: tuple[float, dict[str, Any]]) -> bytes:
-    """The line of :func:`log_request`: the keys a :class:`JsonFormatter` record has (``ts``,
-    ``level``, ``logger``), then the fields; ``ts`` is when the request was logged."""
-    logged_at, fields = values
-    line = {"ts": _CLOCK.timestamp(logged_at), "level": "INFO", "logger": log.name}
-    line.update(fields)
-    return orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE)
-
-
-WRITER = LineWriter(build=_request_line)
+WRITER = LineWriter()
 
 
 def gather_lines_per_loop_turn() -> None:
@@ -245,13 +184,15 @@ def gather_lines_per_loop_turn() -> None:
 def log_request(fields: dict[str, Any]) -> None:
     """Write the per-request line (flask_app/observe.py gathers the fields).
 
-    The line is built with one ``orjson.dumps`` (:func:`_request_line`) and handed to
-    :data:`WRITER`, which writes it straight to stderr (under gevent, built and written with the
-    other lines of its loop turn): a ``logging`` record (``makeRecord``, handler lock,
-    formatter, a ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request.
-    The level still comes from the logger, so ``LOG_LEVEL=WARNING`` silences these lines as
-    before.
+    The line has the keys a :class:`JsonFormatter` record has (``ts``, ``level``, ``logger``,
+    then the fields) but is built with one ``orjson.dumps`` and handed to :data:`WRITER`, which
+    writes it straight to stderr (under gevent, with the other lines of its loop turn): a
+    ``logging`` record (``makeRecord``, handler lock, formatter, a
+    ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request. The level
+    still comes from the logger, so ``LOG_LEVEL=WARNING`` silences these lines as before.
     """
     if not log.isEnabledFor(logging.INFO):
         return
-    WRITER.add((time.time(), fields))
+    line = {"ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": log.name}
+    line.update(fields)
+    WRITER.write(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
