@@ -25,7 +25,7 @@ from training.artifacts import Artifact, load_artifact
 
 EXTENSION = "delay_model"
 # Whole answers remembered per worker, by request body (~0.65 KB each when full: ~10 MiB).
-SINGLE_FLIGHT_CACHE = 16384
+ANSWER_CACHE = 16384
 # Encoded rows remembered per worker (~0.75 KB each: the 376-byte row is the key). Fewer than
 # answers: the answer cache takes every exact repeat first, and new bodies almost never share
 # a row (the hour feature carries the minutes), so what is left for the row cache is one
@@ -54,7 +54,7 @@ class DelayModel:
         self._predict_row = lru_cache(maxsize=ROW_CACHE)(self._predict_encoded_row)
         # Whole answers to repeated single-flight bodies (flask_app/answers.py); they name this
         # model's version, so they live and die with it.
-        self.answers = AnswerCache(SINGLE_FLIGHT_CACHE)
+        self.answers = AnswerCache(ANSWER_CACHE)
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Probabilities of a >15 min delay, in the order of ``flights``."""
