@@ -23,7 +23,7 @@ import pytest
 import requests
 import xgboost as xgb
 from conftest import AIRLINES, DESTINATIONS, synthetic_flights
-from server import Server, running_server
+from server import Server, running_server, wait_until
 
 from training.artifacts import MODEL_FILE
 from training.features import FeatureSpec
@@ -153,6 +153,9 @@ def test_concurrent_mixed_traffic_is_answered_right_by_stable_workers(
         for session in sessions:
             session.close()
         after = worker_pids(server)
+        # A loop turn's request lines are written when the turn ends, which can be just after
+        # its answers left (flask_app/request_log.py).
+        wait_until(lambda: server.log().count('"route":"/predict"') >= REQUESTS, timeout=10)
         log = server.log()
 
     assert len(results) == REQUESTS

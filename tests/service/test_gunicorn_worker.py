@@ -172,8 +172,13 @@ def pipelined_order(url: str, server_log: Callable[[], str]) -> list[str]:
     finally:
         for sock in socks.values():
             sock.close()
-    # The worker writes a request's log line before its answer, so all ten are there by now.
-    return re.findall(r'"request_id":\s*"([ab])[1-5]"', server_log())
+    # The worker writes a loop turn's request lines when the turn ends, which can be just
+    # after the answers left (flask_app/request_log.py): wait for the ten, a few seconds at most.
+    def logged() -> list[str]:
+        return re.findall(r'"request_id":\s*"([ab])[1-5]"', server_log())
+
+    wait_until(lambda: len(logged()) >= 10, timeout=10)
+    return logged()
 
 
 @pytest.mark.server
