@@ -177,8 +177,22 @@ def gather_lines_per_loop_turn() -> None:
     import gevent
 
     if not WRITER.gathering:
-        atexit.register(WRITER.flush)
+        atexit.register(_last_words)
     WRITER.gather(gevent.get_hub().loop.run_callback)
+
+
+def _last_words() -> None:
+    """At a gevent worker's exit: write the waiting lines, then close logging early.
+
+    ``logging`` drops each handler's entry from its list when the handler is freed. In a
+    monkey-patched worker that happens during interpreter teardown, after gevent's modules are
+    gone, and printed a traceback (``Exception ignored in: _removeHandlerRef``, gevent issue
+    #2148) into the log at every worker exit. Flushing and closing the handlers here, and
+    emptying that list, lets the late callbacks find nothing to do.
+    """
+    WRITER.flush()
+    logging.shutdown()
+    del logging._handlerList[:]  # type: ignore[attr-defined]
 
 
 def log_request(fields: dict[str, Any]) -> None:

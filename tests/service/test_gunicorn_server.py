@@ -180,3 +180,22 @@ def test_concurrent_mixed_traffic_is_answered_right_by_stable_workers(
     logged = Counter(line["request_id"] for line in lines if line["route"] == "/predict")
     sent = Counter(response.headers["X-Request-ID"] for _, response in results)
     assert logged == sent and len(sent) == REQUESTS
+
+
+def test_a_graceful_stop_writes_the_last_request_lines_and_no_traceback(tiny_model_dir,
+                                                                         tmp_path):
+    """SIGTERM to the master: each worker's last request lines still reach the log, and its
+    exit leaves no ``Exception ignored`` traceback there (gevent issue #2148, which the worker
+    printed at every exit until flask_app/request_log.py closed logging itself)."""
+    with running_server(tiny_model_dir, tmp_path, workers=2) as server:
+        wait_for_loads(server, workers=2)
+        ids = [requests.get(f"{server.url}/health", timeout=10).headers["X-Request-ID"]
+               for _ in range(20)]
+    assert server.process.returncode == 0
+    log = server.log()
+    assert log.count("Worker exiting") == 2, log[-3000:]
+    for symptom in ("Exception ignored", "Traceback", "Error"):
+        assert symptom not in log, log[-3000:]
+    logged = {json.loads(line)["request_id"] for line in log.splitlines()
+              if '"event":"request"' in line}
+    assert set(ids) <= logged
