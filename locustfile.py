@@ -35,6 +35,7 @@ from typing import Any
 
 from locust import FastHttpUser, events, tag, task
 from locust.env import Environment
+from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
 PROFILE_PATH = Path(__file__).resolve().parent / "load" / "traffic_profile.json"
@@ -219,8 +220,17 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
     # A plain urllib call: this runs before any user exists, outside Locust's statistics.
     import urllib.request
 
-    with urllib.request.urlopen(f"{environment.host.rstrip('/')}/model", timeout=30) as resp:
-        feature_spec = json.load(resp)["feature_spec"]
+    url = f"{environment.host.rstrip('/')}/model"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            feature_spec = json.load(resp)["feature_spec"]
+    except (OSError, ValueError, KeyError) as error:
+        # No service there (or not ours): say so once and end the run, rather than a traceback
+        # per user and a run of zero requests.
+        _stop_run(environment, f"cannot read the served model from {url} ({error}); is the "
+                               "service running? Start it with `make serve`, or point "
+                               "--host (TARGET_URL for make) at it")
+        return
     TRAFFIC = Traffic(profile, feature_spec)
     options = environment.parsed_options
     if options:
@@ -233,6 +243,22 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
     # a full collection takes ~1 ms and Locust's GC time halves (measured with gc.callbacks).
     gc.collect()
     gc.freeze()
+
+
+def _stop_run(environment: Environment, message: str) -> None:
+    """Log ``message`` and end the run with exit code 1: the whole run when headless, the
+    test alone in the web UI (which stays up to start again once the service is there)."""
+    import logging
+
+    import gevent
+
+    logging.getLogger("locustfile").error(message)
+    environment.process_exit_code = 1
+    runner = environment.runner
+    if runner is None:
+        return
+    headless = bool(environment.parsed_options and environment.parsed_options.headless)
+    gevent.spawn(runner.quit if headless else runner.stop)
 
 
 @events.quitting.add_listener
@@ -261,6 +287,8 @@ class FlightClient(FastHttpUser):
     @property
     def traffic(self) -> Traffic:
         if TRAFFIC is None:
+            if self.environment.process_exit_code:
+                raise StopUser  # the run is ending, and _load_traffic has said why
             raise RuntimeError("the traffic profile was not loaded at test start")
         return TRAFFIC
 

@@ -12,13 +12,14 @@ import gc
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from locust.env import Environment
 
 import locustfile
-from tests.server import REPO_ROOT, running_server
+from tests.server import REPO_ROOT, free_port, running_server
 
 LOCUST = Path(sys.executable).with_name("locust")
 pytestmark = pytest.mark.server
@@ -76,3 +77,19 @@ def test_test_start_plans_the_board_from_the_served_model_and_freezes_gc(
     finally:
         gc.unfreeze()
         locustfile.TRAFFIC = None
+
+
+def test_a_run_with_no_service_at_the_host_ends_at_once_with_one_clear_error() -> None:
+    """`make stress` before `make serve`: one line that says what to do, exit code 1, and no
+    user tracebacks or 45 s of zero requests."""
+    host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(LOCUST), "-f", "locustfile.py", "--headless", "--host", host, "-u", "4", "-r", "4",
+         "-t", "30s", "--tags", "single", "--only-summary"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert time.monotonic() - started < 20, "the run waited for its time limit"
+    assert f"cannot read the served model from {host}/model" in output
+    assert "make serve" in output and "Traceback" not in output, output[-3000:]
