@@ -163,6 +163,8 @@ class Traffic:
 
 
 TRAFFIC: Traffic | None = None
+# Why test start could not load it (no service at --host): users then stop quietly.
+NO_SERVICE: str | None = None
 # Distinct bodies kept per batch size (see Traffic.batch).
 BATCH_POOL = 16
 
@@ -213,7 +215,7 @@ def _options(parser) -> None:
 @events.test_start.add_listener
 def _load_traffic(environment: Environment, **_: Any) -> None:
     """Read the profile and the served model's vocabularies once per (worker) process."""
-    global TRAFFIC
+    global TRAFFIC, NO_SERVICE
     if environment.host is None:
         raise RuntimeError("pass --host (the service's base URL)")
     profile = json.loads(PROFILE_PATH.read_text(encoding="utf-8"))
@@ -231,7 +233,7 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
                                "service running? Start it with `make serve`, or point "
                                "--host (TARGET_URL for make) at it")
         return
-    TRAFFIC = Traffic(profile, feature_spec)
+    TRAFFIC, NO_SERVICE = Traffic(profile, feature_spec), None
     options = environment.parsed_options
     if options:
         TRAFFIC.plan(options.schedule_size, options.schedule_seed)
@@ -246,19 +248,23 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
 
 
 def _stop_run(environment: Environment, message: str) -> None:
-    """Log ``message`` and end the run with exit code 1: the whole run when headless, the
-    test alone in the web UI (which stays up to start again once the service is there)."""
+    """Log ``message`` and end the run: headless, the whole run, with exit code 1; in the web
+    UI the test alone, so it can start again once the service is there."""
     import logging
 
     import gevent
 
+    global NO_SERVICE
     logging.getLogger("locustfile").error(message)
-    environment.process_exit_code = 1
+    NO_SERVICE = message
     runner = environment.runner
     if runner is None:
         return
-    headless = bool(environment.parsed_options and environment.parsed_options.headless)
-    gevent.spawn(runner.quit if headless else runner.stop)
+    if environment.parsed_options and environment.parsed_options.headless:
+        environment.process_exit_code = 1
+        gevent.spawn(runner.quit)
+    else:
+        gevent.spawn(runner.stop)
 
 
 @events.quitting.add_listener
@@ -287,7 +293,7 @@ class FlightClient(FastHttpUser):
     @property
     def traffic(self) -> Traffic:
         if TRAFFIC is None:
-            if self.environment.process_exit_code:
+            if NO_SERVICE:
                 raise StopUser  # the run is ending, and _load_traffic has said why
             raise RuntimeError("the traffic profile was not loaded at test start")
         return TRAFFIC
