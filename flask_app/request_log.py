@@ -195,18 +195,25 @@ def _last_words() -> None:
     del logging._handlerList[:]  # type: ignore[attr-defined]
 
 
-def log_request(fields: dict[str, Any]) -> None:
-    """Write the per-request line (flask_app/observe.py gathers the fields).
+def log_request(request_id: str, method: str, route: str, path: str, status: int,
+                latency_ms: float | None, batch_size: int | None, pid: int,
+                model_version: str | None) -> None:
+    """Write the per-request line; flask_app/observe.py gathers the values and has already
+    checked :func:`logs_requests` (``LOG_LEVEL``).
 
     The line has the keys a :class:`JsonFormatter` record has (``ts``, ``level``, ``logger``,
-    then the fields) but is built with one ``orjson.dumps`` and handed to :data:`WRITER`, which
-    writes it straight to stderr (under gevent, with the other lines of its loop turn): a
-    ``logging`` record (``makeRecord``, handler lock, formatter, a
-    ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request. The level
-    still comes from the logger, so ``LOG_LEVEL=WARNING`` silences these lines as before.
+    then the request's fields) and is one dict literal, one ``orjson.dumps`` and a hand-over
+    to :data:`WRITER`, which writes it straight to stderr (under gevent, with the other lines
+    of its loop turn). A ``logging`` record (``makeRecord``, handler lock, formatter, a
+    ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request; a dict of
+    fields merged into a second dict cost ~2 µs more per request than this one literal.
     """
-    if not log.isEnabledFor(logging.INFO):
-        return
-    line = {"ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": log.name}
-    line.update(fields)
-    WRITER.write(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
+    WRITER.write(orjson.dumps({
+        "ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": _LOGGER_NAME,
+        "event": "request", "request_id": request_id, "method": method, "route": route,
+        "path": path, "status": status, "latency_ms": latency_ms, "batch_size": batch_size,
+        "pid": pid, "model_version": model_version,
+    }, default=str, option=orjson.OPT_APPEND_NEWLINE))
+
+
+_LOGGER_NAME = log.name
