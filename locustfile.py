@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import random
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, events, tag, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -250,10 +252,6 @@ def _load_traffic(environment: Environment, **_: Any) -> None:
 def _stop_run(environment: Environment, message: str) -> None:
     """Log ``message`` and end the run: headless, the whole run, with exit code 1; in the web
     UI the test alone, so it can start again once the service is there."""
-    import logging
-
-    import gevent
-
     global NO_SERVICE
     logging.getLogger("locustfile").error(message)
     NO_SERVICE = message

@@ -31,7 +31,8 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HANDLER_MARK = "_scl_delay_json"
 
 APP_LOGGER = "flask_app"
-log = logging.getLogger(f"{APP_LOGGER}.requests")
+REQUEST_LOGGER = f"{APP_LOGGER}.requests"
+log = logging.getLogger(REQUEST_LOGGER)
 
 
 class JsonFormatter(logging.Formatter):
@@ -209,11 +210,9 @@ def log_request(request_id: str, method: str, route: str, path: str, status: int
     fields merged into a second dict cost ~2 µs more per request than this one literal.
     """
     WRITER.write(orjson.dumps({
-        "ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": _LOGGER_NAME,
+        "ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": REQUEST_LOGGER,
         "event": "request", "request_id": request_id, "method": method, "route": route,
         "path": path, "status": status, "latency_ms": latency_ms, "batch_size": batch_size,
         "pid": pid, "model_version": model_version,
     }, default=str, option=orjson.OPT_APPEND_NEWLINE))
 
-
-_LOGGER_NAME = log.name
