@@ -143,12 +143,17 @@ def lines_of(size: int, count: int) -> list[bytes]:
     return [(f"{n:05d}".encode() * size)[:size - 1] + b"\n" for n in range(count)]
 
 
+def as_is(values: tuple) -> bytes:
+    """A writer's ``render`` for tests that choose each line's bytes themselves."""
+    return values[0]
+
+
 def test_without_an_event_loop_every_line_is_its_own_write(datagrams):
     fd, received = datagrams
-    writer = LineWriter(fd)
+    writer = LineWriter(fd, render=as_is)
     lines = lines_of(200, 3)
     for line in lines:
-        writer.write(line)
+        writer.add((line,))
     assert received() == lines
 
 
@@ -168,48 +173,46 @@ class CountingTimer:
 
 def test_under_gevent_lines_wait_for_the_timer_then_leave_in_writes_of_whole_lines(datagrams):
     fd, received = datagrams
-    writer = LineWriter(fd)
+    writer = LineWriter(fd, render=as_is)
     writer.gather(gevent.get_hub().loop.timer(0.2, ref=False))
     assert writer.limit == PIPE_BUF  # a socket, like a pipe: only PIPE_BUF stays whole
     lines = lines_of(300, 30)  # 9,000 bytes: more than one pipe-atomic write holds
     for line in lines:
-        writer.write(line)
-    early = received()
-    assert len(early) == 2  # the two full writes; the rest waits for the timer
+        writer.add((line,))
     gevent.sleep(0.05)
-    assert received() == []  # several loop turns later, still waiting
+    assert received() == []  # several loop turns later, still waiting for the timer
     gevent.sleep(0.3)
-    writes = early + received()
+    writes = received()
     assert b"".join(writes) == b"".join(lines)
-    assert len(writes) == 3  # grouped, not one write per line
+    assert [len(data) // 300 for data in writes] == [13, 13, 4]  # as full as PIPE_BUF allows
     for data in writes:
         assert len(data) <= PIPE_BUF and data.endswith(b"\n")
         assert data.count(b"\n") * 300 == len(data)  # whole lines only
 
 
-def test_the_timer_runs_once_per_buffer_not_once_per_line(datagrams):
+def test_the_timer_runs_once_per_batch_and_a_full_batch_leaves_at_once(datagrams):
     fd, received = datagrams
-    writer, timer = LineWriter(fd), CountingTimer()
+    writer, timer = LineWriter(fd, render=as_is), CountingTimer()
     writer.gather(timer, limit=1000)
-    for line in lines_of(100, 25):  # ten lines fill a write
-        writer.write(line)
-    assert [len(data) for data in received()] == [1000, 1000]
-    assert (timer.starts, timer.stops) == (3, 2)  # one per buffer; the third still waits
+    for line in lines_of(100, 2 * request_log.MAX_WAITING + 5):
+        writer.add((line,))
+    # Two full batches left without the timer, in writes of ten lines; five lines wait.
+    assert [len(data) for data in received()] == [1000] * (2 * request_log.MAX_WAITING // 10)
+    assert (timer.starts, timer.stops) == (3, 2)
     writer.flush()
     assert [len(data) for data in received()] == [500]
     assert timer.stops == 3
 
 
-def test_a_line_longer_than_a_pipe_write_goes_alone_after_the_lines_before_it(datagrams):
+def test_a_line_longer_than_a_pipe_write_goes_alone_between_the_lines_around_it(datagrams):
     fd, received = datagrams
-    writer = LineWriter(fd)
-    writer.gather(gevent.get_hub().loop.timer(0.01, ref=False))
-    short, (long,) = lines_of(100, 2), lines_of(PIPE_BUF + 500, 1)
-    for line in (*short, long):
-        writer.write(line)
-    assert received() == [b"".join(short), long]
-    gevent.sleep(0.05)
-    assert received() == []
+    writer = LineWriter(fd, render=as_is)
+    writer.gather(CountingTimer())
+    short, (long,) = lines_of(100, 3), lines_of(PIPE_BUF + 500, 1)
+    for line in (*short[:2], long, short[2]):
+        writer.add((line,))
+    writer.flush()
+    assert received() == [b"".join(short[:2]), long, short[2]]
 
 
 def test_a_regular_file_takes_larger_writes_than_a_pipe_or_a_socket(tmp_path):
@@ -237,19 +240,19 @@ class NoTimer:
     def stop(self): pass
 
 name, count = sys.argv[1], int(sys.argv[2])
-writer = LineWriter(1)
+writer = LineWriter(1, render=lambda values: values[0])
 writer.gather(NoTimer())  # a regular file: writes of up to FILE_WRITE
 for n in range(count):
-    writer.write(f"{name} {n:06d} ".encode() + b"x" * (n % 500) + b"\\n")
+    writer.add((f"{name} {n:06d} ".encode() + b"x" * (n % 500) + b"\\n",))
 writer.flush()
 """
 
 
 def test_two_workers_writing_large_writes_to_one_file_never_cut_a_line(tmp_path):
     """What the larger writes rely on: two processes sharing one open file (as Gunicorn's
-    workers share stderr) each write FILE_WRITE-sized runs of lines; every line arrives
-    whole and in its writer's order."""
-    count = 20_000  # ~5 MB per writer: dozens of concurrent 64 KiB writes
+    workers share stderr) each write batches of MAX_WAITING lines (~53 KB); every line
+    arrives whole and in its writer's order."""
+    count = 20_000  # ~5 MB per writer: a hundred concurrent writes of ~53 KB
     path = tmp_path / "shared.log"
     with path.open("wb") as shared:
         writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, name, str(count)],
@@ -272,10 +275,14 @@ def test_a_log_record_is_written_after_the_request_lines_gathered_before_it():
     try:
         writer.fd = write
         writer.gather(CountingTimer())  # a timer that never fires
-        writer.write(b'{"event":"request"}\n')
+        request_log.log_request("r-1", "GET", "/health", "/health", 200, 0.1, None, 7, "v1")
+        os.set_blocking(read, False)
+        with pytest.raises(BlockingIOError):  # the line waits ...
+            os.read(read, 1 << 16)
         record = logging.LogRecord("flask_app", logging.WARNING, __file__, 1, "later", (), None)
         formatted = JsonFormatter().format(record)
-        assert os.read(read, 1 << 16) == b'{"event":"request"}\n'
+        (line,) = os.read(read, 1 << 16).splitlines()  # ... until the next record
+        assert json.loads(line)["request_id"] == "r-1"
         assert json.loads(formatted)["message"] == "later"
     finally:
         writer.flush()
