@@ -17,10 +17,8 @@ import logging
 import os
 import re
 import secrets
-import stat
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,27 +112,8 @@ _CLOCK = _Clock()
 _STDERR = 2
 # The largest write a pipe delivers whole even when several processes write to it (POSIX
 # PIPE_BUF, 4 KiB on Linux): a write of whole lines up to this size never interleaves with
-# another worker's, so no line is ever cut. The bound for anything that is not a regular file.
+# another worker's, so no line is ever cut.
 PIPE_BUF = 4096
-# The bound for a regular file, where one write(2) is never interleaved with another (POSIX
-# 2.9.7; Linux holds the file's lock for the whole write): fewer, larger writes, since each
-# write to a file costs the worker tens of microseconds of kernel time under load.
-FILE_WRITE = 64 * 1024
-# How long a gathered line may wait for its write: far below what a person or a log shipper
-# notices, long enough that a busy worker builds many lines at a time.
-FLUSH_AFTER_S = 0.05
-# At most this many requests wait (~60 KB of lines): a bound on memory and on what a worker
-# killed with SIGKILL loses.
-MAX_WAITING = 200
-
-
-def write_limit(fd: int) -> int:
-    """The largest write of whole lines to ``fd`` that no other worker's write can cut."""
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return PIPE_BUF
-    return FILE_WRITE if stat.S_ISREG(mode) else PIPE_BUF
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -143,99 +122,64 @@ def _write_all(fd: int, data: bytes) -> None:
         written += os.write(fd, data[written:])
 
 
-def render_request_line(values: tuple) -> bytes:
-    """One request line from the values :func:`log_request` kept, in :class:`JsonFormatter`'s
-    shape: ``ts``, ``level``, ``logger``, then the request's fields."""
-    (now, request_id, method, route, path, status, latency_ms, batch_size, pid,
-     model_version) = values
-    return orjson.dumps({
-        "ts": _CLOCK.timestamp(now), "level": "INFO", "logger": REQUEST_LOGGER,
-        "event": "request", "request_id": request_id, "method": method, "route": route,
-        "path": path, "status": status, "latency_ms": latency_ms, "batch_size": batch_size,
-        "pid": pid, "model_version": model_version,
-    }, default=str, option=orjson.OPT_APPEND_NEWLINE)
-
-
 class LineWriter:
-    """Request lines to a file descriptor: each written at once, or, under gevent, built and
-    written many at a time.
+    """Request lines to a file descriptor: one ``write`` per line, or, under gevent, the lines
+    of one turn of the event loop together.
 
-    Under load the line cost ~9 µs of a ~160 µs ``/health`` request even though building one
-    takes ~1.4 µs in a loop: between two requests the rest of the request evicts the line's
-    code and data from the CPU's caches, and each write to a file cost tens of microseconds of
-    kernel time. Once :meth:`gather` is on (a gevent worker), :meth:`add` only keeps a
-    request's values; :meth:`flush` builds the lines together (``render``) and writes them.
-    It runs when a timer started by the first waiting request fires (:data:`FLUSH_AFTER_S`),
-    when :data:`MAX_WAITING` requests wait, before any other log record (the JSON formatter
-    calls it, so records keep their order) and at the worker's exit.
-
-    Each write holds whole lines only, at most :attr:`limit` bytes (:func:`write_limit`: a
-    pipe's :data:`PIPE_BUF`, which it delivers whole, or more for a regular file, which the
-    kernel never interleaves); a line longer than that is written alone.
+    A ``write(2)`` per request was most of the request line's cost, and under load many
+    requests finish in the same loop turn. Once :meth:`gather` is on (a gevent worker), lines
+    wait in a buffer that is written when the loop next runs its callbacks (after the greenlets
+    of this turn), or at once when the next line would take it past :data:`PIPE_BUF`; each
+    write holds whole lines only, so on a pipe it arrives whole. A line longer than that is
+    written alone, as before. :meth:`flush` writes what waits (the JSON formatter calls it
+    first, so other records keep their place after the request lines before them; so does
+    the worker's exit).
     """
 
-    def __init__(self, fd: int = _STDERR, render: Callable[[tuple], bytes] = render_request_line
-                 ) -> None:
+    def __init__(self, fd: int = _STDERR) -> None:
         self.fd = fd
-        self.render = render
-        self.limit = PIPE_BUF
-        self._waiting: list[tuple] = []
-        self._timer: Any = None  # a gevent timer watcher once gathering (start/stop)
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._later: Any = None  # the event loop's run_callback, once gathering
 
     @property
     def gathering(self) -> bool:
-        return self._timer is not None
+        return self._later is not None
 
-    def gather(self, timer: Any, limit: int | None = None) -> None:
-        """Keep requests until ``timer`` fires: ``timer.start(self.flush)`` when the first one
-        waits, ``timer.stop()`` when they are written (a one-shot gevent ``loop.timer``).
-        ``limit`` is the largest write; by default :func:`write_limit` of the descriptor.
-        ``timer=None`` writes what waits and goes back to one write per line."""
-        self.flush()
-        self._timer = timer
-        self.limit = write_limit(self.fd) if limit is None else limit
+    def gather(self, run_callback: Any) -> None:
+        """Buffer lines until ``run_callback(self.flush)`` runs (the gevent loop's)."""
+        self._later = run_callback
 
-    def add(self, values: tuple) -> None:
-        """One request's line, from the values :attr:`render` takes."""
-        waiting = self._waiting
-        if not waiting:
-            if self._timer is None:
-                _write_all(self.fd, self.render(values))
-                return
-            self._timer.start(self.flush)
-        waiting.append(values)
-        if len(waiting) >= MAX_WAITING:
+    def write(self, line: bytes) -> None:
+        if self._later is None or len(line) > PIPE_BUF:
             self.flush()
+            _write_all(self.fd, line)
+            return
+        if self._size + len(line) > PIPE_BUF:
+            self.flush()
+        if not self._pending:
+            self._later(self.flush)
+        self._pending.append(line)
+        self._size += len(line)
 
     def flush(self) -> None:
-        waiting = self._waiting
-        if not waiting:
-            return
-        self._timer.stop()
-        self._waiting = []  # first: a write that fails must not leave these to be written again
-        render, limit, fd = self.render, self.limit, self.fd
-        lines = [render(values) for values in waiting]
-        start = size = 0
-        for end, line in enumerate(lines):
-            if size + len(line) > limit and end > start:
-                _write_all(fd, b"".join(lines[start:end]))
-                start = end
-                size = 0
-            size += len(line)
-        _write_all(fd, b"".join(lines[start:]))
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+            _write_all(self.fd, data)
 
 
 WRITER = LineWriter()
 
 
-def gather_lines(flush_after: float = FLUSH_AFTER_S) -> None:
-    """In a gevent worker (after the fork): request lines leave in writes of many lines."""
+def gather_lines_per_loop_turn() -> None:
+    """In a gevent worker (after the fork): request lines leave once per loop turn."""
     import gevent
 
     if not WRITER.gathering:
         atexit.register(_last_words)
-    # ref=False: a line waiting for its write must not keep the event loop alive on its own.
-    WRITER.gather(gevent.get_hub().loop.timer(flush_after, ref=False))
+    WRITER.gather(gevent.get_hub().loop.run_callback)
 
 
 def _last_words() -> None:
@@ -255,13 +199,20 @@ def _last_words() -> None:
 def log_request(request_id: str, method: str, route: str, path: str, status: int,
                 latency_ms: float | None, batch_size: int | None, pid: int,
                 model_version: str | None) -> None:
-    """Keep the per-request line for :data:`WRITER`; flask_app/observe.py gathers the values
-    and has already checked :func:`logs_requests` (``LOG_LEVEL``).
+    """Write the per-request line; flask_app/observe.py gathers the values and has already
+    checked :func:`logs_requests` (``LOG_LEVEL``).
 
-    The line (:func:`render_request_line`) has the keys a :class:`JsonFormatter` record has
-    and is one dict literal and one ``orjson.dumps``, written straight to stderr. A ``logging``
-    record (``makeRecord``, handler lock, formatter, a ``datetime``, the text stream's flush)
-    cost a fifth of a ``/health`` request; under gevent the line is built later, with others.
+    The line has the keys a :class:`JsonFormatter` record has (``ts``, ``level``, ``logger``,
+    then the request's fields) and is one dict literal, one ``orjson.dumps`` and a hand-over
+    to :data:`WRITER`, which writes it straight to stderr (under gevent, with the other lines
+    of its loop turn). A ``logging`` record (``makeRecord``, handler lock, formatter, a
+    ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request; a dict of
+    fields merged into a second dict cost ~2 µs more per request than this one literal.
     """
-    WRITER.add((time.time(), request_id, method, route, path, status, latency_ms, batch_size,
-                pid, model_version))
+    WRITER.write(orjson.dumps({
+        "ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": REQUEST_LOGGER,
+        "event": "request", "request_id": request_id, "method": method, "route": route,
+        "path": path, "status": status, "latency_ms": latency_ms, "batch_size": batch_size,
+        "pid": pid, "model_version": model_version,
+    }, default=str, option=orjson.OPT_APPEND_NEWLINE))
+

@@ -8,10 +8,7 @@ import logging
 import os
 import re
 import socket
-import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import gevent
 import pytest
@@ -21,7 +18,6 @@ from flask_app.request_log import PIPE_BUF, JsonFormatter, LineWriter
 
 FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
 HEX32 = re.compile(r"[0-9a-f]{32}")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -32,9 +28,7 @@ def log_lines(capfd):
     capfd.readouterr()  # what came before the test
 
     def lines() -> list[dict]:
-        # The test process is gevent-patched, so its app gathers lines for up to
-        # request_log.FLUSH_AFTER_S; the timer itself is tested below.
-        request_log.WRITER.flush()
+        gevent.sleep(0)  # the test process is gevent-patched: lines leave at the loop's turn
         err = capfd.readouterr().err
         return [json.loads(line) for line in err.splitlines()
                 if line.startswith("{") and '"event":"request"' in line]
@@ -143,150 +137,59 @@ def lines_of(size: int, count: int) -> list[bytes]:
     return [(f"{n:05d}".encode() * size)[:size - 1] + b"\n" for n in range(count)]
 
 
-def as_is(values: tuple) -> bytes:
-    """A writer's ``render`` for tests that choose each line's bytes themselves."""
-    return values[0]
-
-
 def test_without_an_event_loop_every_line_is_its_own_write(datagrams):
     fd, received = datagrams
-    writer = LineWriter(fd, render=as_is)
+    writer = LineWriter(fd)
     lines = lines_of(200, 3)
     for line in lines:
-        writer.add((line,))
+        writer.write(line)
     assert received() == lines
 
 
-class CountingTimer:
-    """Stands in for the gevent timer where a test decides when lines leave: it only counts
-    how the writer starts and stops it."""
-
-    def __init__(self) -> None:
-        self.starts = self.stops = 0
-
-    def start(self, callback) -> None:
-        self.starts += 1
-
-    def stop(self) -> None:
-        self.stops += 1
-
-
-def test_under_gevent_lines_wait_for_the_timer_then_leave_in_writes_of_whole_lines(datagrams):
+def test_under_gevent_the_lines_of_one_loop_turn_leave_in_writes_of_whole_lines(datagrams):
     fd, received = datagrams
-    writer = LineWriter(fd, render=as_is)
-    writer.gather(gevent.get_hub().loop.timer(0.2, ref=False))
-    assert writer.limit == PIPE_BUF  # a socket, like a pipe: only PIPE_BUF stays whole
+    writer = LineWriter(fd)
+    writer.gather(gevent.get_hub().loop.run_callback)
     lines = lines_of(300, 30)  # 9,000 bytes: more than one pipe-atomic write holds
     for line in lines:
-        writer.add((line,))
-    gevent.sleep(0.05)
-    assert received() == []  # several loop turns later, still waiting for the timer
-    gevent.sleep(0.3)
-    writes = received()
+        writer.write(line)
+    early = received()
+    gevent.sleep(0)  # one loop turn: the callback writes what waits
+    writes = early + received()
     assert b"".join(writes) == b"".join(lines)
-    assert [len(data) // 300 for data in writes] == [13, 13, 4]  # as full as PIPE_BUF allows
+    assert 3 <= len(writes) <= 4  # grouped, not one write per line
     for data in writes:
         assert len(data) <= PIPE_BUF and data.endswith(b"\n")
         assert data.count(b"\n") * 300 == len(data)  # whole lines only
 
 
-def test_the_timer_runs_once_per_batch_and_a_full_batch_leaves_at_once(datagrams):
+def test_a_line_longer_than_a_pipe_write_goes_alone_after_the_lines_before_it(datagrams):
     fd, received = datagrams
-    writer, timer = LineWriter(fd, render=as_is), CountingTimer()
-    writer.gather(timer, limit=1000)
-    for line in lines_of(100, 2 * request_log.MAX_WAITING + 5):
-        writer.add((line,))
-    # Two full batches left without the timer, in writes of ten lines; five lines wait.
-    assert [len(data) for data in received()] == [1000] * (2 * request_log.MAX_WAITING // 10)
-    assert (timer.starts, timer.stops) == (3, 2)
-    writer.flush()
-    assert [len(data) for data in received()] == [500]
-    assert timer.stops == 3
-
-
-def test_a_line_longer_than_a_pipe_write_goes_alone_between_the_lines_around_it(datagrams):
-    fd, received = datagrams
-    writer = LineWriter(fd, render=as_is)
-    writer.gather(CountingTimer())
-    short, (long,) = lines_of(100, 3), lines_of(PIPE_BUF + 500, 1)
-    for line in (*short[:2], long, short[2]):
-        writer.add((line,))
-    writer.flush()
-    assert received() == [b"".join(short[:2]), long, short[2]]
-
-
-def test_a_regular_file_takes_larger_writes_than_a_pipe_or_a_socket(tmp_path):
-    read, write = os.pipe()
-    left, right = socket.socketpair()
-    with (tmp_path / "log").open("wb") as file:
-        try:
-            assert request_log.write_limit(file.fileno()) == request_log.FILE_WRITE > PIPE_BUF
-            assert request_log.write_limit(write) == PIPE_BUF
-            assert request_log.write_limit(left.fileno()) == PIPE_BUF
-        finally:
-            for fd in (read, write):
-                os.close(fd)
-            left.close()
-            right.close()
-    assert request_log.write_limit(1 << 20) == PIPE_BUF  # no such descriptor: the safe bound
-
-
-WRITER_PROCESS = """
-import sys
-from flask_app.request_log import LineWriter
-
-class NoTimer:
-    def start(self, callback): pass
-    def stop(self): pass
-
-name, count = sys.argv[1], int(sys.argv[2])
-writer = LineWriter(1, render=lambda values: values[0])
-writer.gather(NoTimer())  # a regular file: writes of up to FILE_WRITE
-for n in range(count):
-    writer.add((f"{name} {n:06d} ".encode() + b"x" * (n % 500) + b"\\n",))
-writer.flush()
-"""
-
-
-def test_two_workers_writing_large_writes_to_one_file_never_cut_a_line(tmp_path):
-    """What the larger writes rely on: two processes sharing one open file (as Gunicorn's
-    workers share stderr) each write batches of MAX_WAITING lines (~53 KB); every line
-    arrives whole and in its writer's order."""
-    count = 20_000  # ~5 MB per writer: a hundred concurrent writes of ~53 KB
-    path = tmp_path / "shared.log"
-    with path.open("wb") as shared:
-        writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, name, str(count)],
-                                    stdout=shared, cwd=REPO_ROOT)
-                   for name in ("a", "b")]
-        for process in writers:
-            assert process.wait(timeout=120) == 0
-    seen: dict[str, list[int]] = {"a": [], "b": []}
-    for line in path.read_bytes().splitlines():
-        name, n, tail = line.split(b" ")
-        assert tail == b"x" * (int(n) % 500), line[:80]
-        seen[name.decode()].append(int(n))
-    assert seen == {"a": list(range(count)), "b": list(range(count))}
+    writer = LineWriter(fd)
+    writer.gather(gevent.get_hub().loop.run_callback)
+    short, (long,) = lines_of(100, 2), lines_of(PIPE_BUF + 500, 1)
+    for line in (*short, long):
+        writer.write(line)
+    assert received() == [b"".join(short), long]
+    gevent.sleep(0)
+    assert received() == []
 
 
 def test_a_log_record_is_written_after_the_request_lines_gathered_before_it():
     read, write = os.pipe()
     writer = request_log.WRITER
-    saved = writer.fd, writer._timer
+    saved = writer.fd, writer._later
     try:
         writer.fd = write
-        writer.gather(CountingTimer())  # a timer that never fires
-        request_log.log_request("r-1", "GET", "/health", "/health", 200, 0.1, None, 7, "v1")
-        os.set_blocking(read, False)
-        with pytest.raises(BlockingIOError):  # the line waits ...
-            os.read(read, 1 << 16)
+        writer.gather(lambda callback: None)  # a loop turn that never comes
+        writer.write(b'{"event":"request"}\n')
         record = logging.LogRecord("flask_app", logging.WARNING, __file__, 1, "later", (), None)
         formatted = JsonFormatter().format(record)
-        (line,) = os.read(read, 1 << 16).splitlines()  # ... until the next record
-        assert json.loads(line)["request_id"] == "r-1"
+        assert os.read(read, 1 << 16) == b'{"event":"request"}\n'
         assert json.loads(formatted)["message"] == "later"
     finally:
         writer.flush()
         writer.fd = saved[0]
-        writer.gather(saved[1])  # the worker's timer again (or none), not the test's
+        writer.gather(saved[1])  # the loop's callback again (or none), not the test's
         os.close(read)
         os.close(write)

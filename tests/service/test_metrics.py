@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.server import running_server, wait_until
+from tests.server import running_server
 
 FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
 LATE = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "Fecha-I": "2017-03-05 21:30"}
@@ -195,10 +195,7 @@ def test_metrics_add_up_across_workers_and_survive_a_killed_worker(tiny_model_di
         # 'livesum': one per live worker serving the version.
         assert total(first, "scl_delay_model_info", version=version) == 2
 
-        # Kill a worker that served traffic: its counts must stay, its gauge must go. Request
-        # lines can wait up to request_log.FLUSH_AFTER_S for their write: wait for all of them.
-        answered = len(sizes) + len(bad)
-        assert wait_until(lambda: server.log().count('"route":"/predict"') >= answered, 10)
+        # Kill a worker that served traffic: its counts must stay, its gauge must go.
         counts = served_by(server.log())
         pids = worker_pids(server.process.pid)
         victim = max(pids, key=lambda p: counts.get(p, 0))
