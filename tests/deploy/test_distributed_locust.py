@@ -14,15 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import REPO_ROOT, running_server
+from tests.server import REPO_ROOT, free_port, running_server
 
 LOCUST = Path(sys.executable).with_name("locust")
 pytestmark = pytest.mark.server
 
 
 def run(url: str, prefix: Path, min_requests: int) -> tuple[subprocess.CompletedProcess, dict]:
+    # The master's own port, which its forked workers inherit: on Locust's default (5557) two
+    # runs at once on one machine (two test suites) took each other's workers.
+    port = str(free_port())
     done = subprocess.run(
         [str(LOCUST), "-f", "locustfile.py", "--processes", "2", "--headless", "--host", url,
+         "--master-bind-port", port, "--master-port", port,
          "-u", "4", "-r", "4", "-t", "3s", "--tags", "single", "--only-summary",
          "--min-requests", str(min_requests), "--csv", str(prefix)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
