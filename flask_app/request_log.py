@@ -215,4 +215,3 @@ def log_request(request_id: str, method: str, route: str, path: str, status: int
         "path": path, "status": status, "latency_ms": latency_ms, "batch_size": batch_size,
         "pid": pid, "model_version": model_version,
     }, default=str, option=orjson.OPT_APPEND_NEWLINE))
-
