@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import sys
 import time
 from datetime import UTC, datetime
@@ -112,8 +113,21 @@ _CLOCK = _Clock()
 _STDERR = 2
 # The largest write a pipe delivers whole even when several processes write to it (POSIX
 # PIPE_BUF, 4 KiB on Linux): a write of whole lines up to this size never interleaves with
-# another worker's, so no line is ever cut.
+# another worker's, so no line is ever cut. The bound for anything but a regular file.
 PIPE_BUF = 4096
+# The bound for a regular file, where the kernel never interleaves two writes (POSIX 2.9.7;
+# Linux holds the file's position lock for the whole write): there a busy loop turn's lines
+# leave in one write, and each write to a file costs a worker tens of microseconds.
+FILE_WRITE = 64 * 1024
+
+
+def write_limit(fd: int) -> int:
+    """The largest write of whole lines to ``fd`` that no other worker's write can cut."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return PIPE_BUF
+    return FILE_WRITE if stat.S_ISREG(mode) else PIPE_BUF
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -129,15 +143,17 @@ class LineWriter:
     A ``write(2)`` per request was most of the request line's cost, and under load many
     requests finish in the same loop turn. Once :meth:`gather` is on (a gevent worker), lines
     wait in a buffer that is written when the loop next runs its callbacks (after the greenlets
-    of this turn), or at once when the next line would take it past :data:`PIPE_BUF`; each
-    write holds whole lines only, so on a pipe it arrives whole. A line longer than that is
-    written alone, as before. :meth:`flush` writes what waits (the JSON formatter calls it
-    first, so other records keep their place after the request lines before them; so does
-    the worker's exit).
+    of this turn), or at once when the next line would take it past :attr:`limit`. The limit
+    is :func:`write_limit` of the descriptor: :data:`PIPE_BUF` for a pipe, which delivers a
+    write that size whole, :data:`FILE_WRITE` for a regular file, which never interleaves
+    writes. Each write holds whole lines only; a line longer than the limit is written alone,
+    as before. :meth:`flush` writes what waits (the JSON formatter calls it first, so other
+    records keep their place after the request lines before them; so does the worker's exit).
     """
 
     def __init__(self, fd: int = _STDERR) -> None:
         self.fd = fd
+        self.limit = PIPE_BUF
         self._pending: list[bytes] = []
         self._size = 0
         self._later: Any = None  # the event loop's run_callback, once gathering
@@ -146,16 +162,19 @@ class LineWriter:
     def gathering(self) -> bool:
         return self._later is not None
 
-    def gather(self, run_callback: Any) -> None:
-        """Buffer lines until ``run_callback(self.flush)`` runs (the gevent loop's)."""
+    def gather(self, run_callback: Any, limit: int | None = None) -> None:
+        """Buffer lines until ``run_callback(self.flush)`` runs (the gevent loop's), in writes
+        of at most :func:`write_limit` of the descriptor (or ``limit``)."""
+        self.flush()
         self._later = run_callback
+        self.limit = write_limit(self.fd) if limit is None else limit
 
     def write(self, line: bytes) -> None:
-        if self._later is None or len(line) > PIPE_BUF:
+        if self._later is None or len(line) > self.limit:
             self.flush()
             _write_all(self.fd, line)
             return
-        if self._size + len(line) > PIPE_BUF:
+        if self._size + len(line) > self.limit:
             self.flush()
         if not self._pending:
             self._later(self.flush)

@@ -8,13 +8,18 @@ import logging
 import os
 import re
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import gevent
 import pytest
 
 from flask_app import create_app, request_log
-from flask_app.request_log import PIPE_BUF, JsonFormatter, LineWriter
+from flask_app.request_log import FILE_WRITE, PIPE_BUF, JsonFormatter, LineWriter, write_limit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -173,6 +178,87 @@ def test_a_line_longer_than_a_pipe_write_goes_alone_after_the_lines_before_it(da
     assert received() == [b"".join(short), long]
     gevent.sleep(0)
     assert received() == []
+
+
+def test_a_regular_file_takes_larger_writes_than_a_pipe_or_a_socket(tmp_path):
+    read, write = os.pipe()
+    left, right = socket.socketpair()
+    try:
+        with (tmp_path / "log").open("wb") as file:
+            assert write_limit(file.fileno()) == FILE_WRITE > PIPE_BUF
+        assert write_limit(write) == PIPE_BUF
+        assert write_limit(left.fileno()) == PIPE_BUF
+        assert write_limit(1 << 20) == PIPE_BUF  # no such descriptor: the safe bound
+    finally:
+        os.close(read)
+        os.close(write)
+        left.close()
+        right.close()
+
+
+def test_gathering_on_a_file_takes_the_file_bound(tmp_path):
+    with (tmp_path / "log").open("wb") as file:
+        writer = LineWriter(file.fileno())
+        writer.gather(gevent.get_hub().loop.run_callback)
+        assert writer.limit == FILE_WRITE
+    read, write = os.pipe()
+    try:
+        writer = LineWriter(write)
+        writer.gather(gevent.get_hub().loop.run_callback)
+        assert writer.limit == PIPE_BUF
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_with_the_file_bound_a_loop_turn_of_lines_is_one_write(datagrams):
+    fd, received = datagrams
+    writer = LineWriter(fd)
+    writer.gather(gevent.get_hub().loop.run_callback, limit=FILE_WRITE)
+    lines = lines_of(300, 30)  # 9,000 bytes: three pipe-sized writes, one file-sized write
+    try:
+        for line in lines:
+            writer.write(line)
+        assert received() == []
+        gevent.sleep(0)
+        assert received() == [b"".join(lines)]
+    finally:
+        # On a failure, nothing may stay queued for the loop: the descriptor's number is
+        # reused once the fixture closes it, and a late flush would write into that file.
+        writer.flush()
+
+
+WRITER_PROCESS = """
+import sys
+from flask_app.request_log import LineWriter
+
+name, count = sys.argv[1], int(sys.argv[2])
+writer = LineWriter(1)
+writer.gather(lambda callback: None)  # no loop turn: writes leave only when the bound is hit
+assert writer.limit > 4096, writer.limit  # stdout is a regular file
+for n in range(count):
+    writer.write(f"{name} {n:06d} ".encode() + b"x" * (n % 500) + b"\\n")
+writer.flush()
+"""
+
+
+def test_two_workers_writing_file_sized_writes_to_one_file_never_cut_a_line(tmp_path):
+    """What the file bound relies on: two processes that share one open file, as Gunicorn's
+    workers share stderr, each write FILE_WRITE-sized runs of lines at once; every line
+    arrives whole and in its writer's order."""
+    count = 20_000  # ~5 MB per writer: dozens of 64 KiB writes racing each other
+    path = tmp_path / "shared.log"
+    with path.open("wb") as shared:
+        writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, name, str(count)],
+                                    stdout=shared, cwd=REPO_ROOT) for name in ("a", "b")]
+        for process in writers:
+            assert process.wait(timeout=120) == 0
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    for line in path.read_bytes().splitlines():
+        name, n, tail = line.split(b" ")
+        assert tail == b"x" * (int(n) % 500), line[:80]
+        seen[name.decode()].append(int(n))
+    assert seen == {"a": list(range(count)), "b": list(range(count))}
 
 
 def test_a_log_record_is_written_after_the_request_lines_gathered_before_it():
