@@ -11,15 +11,13 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import gevent
 import pytest
 
 from flask_app import create_app, request_log
 from flask_app.request_log import FILE_WRITE, PIPE_BUF, JsonFormatter, LineWriter, write_limit
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.server import REPO_ROOT
 
 FLIGHT = {"OPERA": "Sky Airline", "TIPOVUELO": "I", "MES": 3, "SIGLADES": "Lima"}
 HEX32 = re.compile(r"[0-9a-f]{32}")
