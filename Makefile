@@ -8,7 +8,7 @@ MODEL_DIR ?= model_artifacts
 export FLIGHT_DATA
 
 .PHONY: help install install-runtime serve train test lint format clean
-.PHONY: load-test load-test-headless stress bench soak
+.PHONY: load-test load-test-headless stress bench bench-log soak
 .PHONY: cluster failover cluster-scaling
 
 help:  ## list the targets
@@ -75,6 +75,12 @@ stress: $(VENV)/.dev-installed  ## 1,000 users on /predict for 45 s against $$TA
 
 bench: $(VENV)/.dev-installed  ## start the service, run the fixed scenarios -> reports/bench.md|json
 	$(BIN)/python -m load.bench
+
+# The request log's cost on /health: new servers each round, log on and off, a 95 % interval.
+LOG_COST_ARGS ?= --control
+bench-log: $(VENV)/.dev-installed  ## the request log's cost on /health, fresh servers per round -> reports/log_cost.json
+	@command -v wrk >/dev/null || { echo "make bench-log needs wrk (apt-get install wrk)"; exit 1; }
+	$(BIN)/python -m load.log_cost $(LOG_COST_ARGS)
 
 # Reliability conditions against freshly started servers (docs/reliability.md); needs wrk.
 SOAK_ARGS ?=
