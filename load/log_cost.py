@@ -100,7 +100,7 @@ def summarise(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, A
     out: dict[str, Any] = {"rounds": len(by_round), "target_cost": target, "arms": {}}
     names = dict.fromkeys(r["arm"] for r in rows if r["arm"] != "quiet")
     for name in names:
-        shares, extra_cpu = [], []
+        shares, extra_cpu, cpu_shares = [], [], []
         for arms_of_round in by_round.values():
             mine, quiet = arms_of_round.get(name), arms_of_round.get("quiet")
             if mine is None or quiet is None or not quiet["rps"]:
@@ -108,6 +108,7 @@ def summarise(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, A
             shares.append(mine["rps"] / quiet["rps"])
             if mine["cpu_us"] is not None and quiet["cpu_us"] is not None:
                 extra_cpu.append(mine["cpu_us"] - quiet["cpu_us"])
+                cpu_shares.append(mine["cpu_us"] / quiet["cpu_us"] - 1)
         if not shares:
             continue
         arm: dict[str, Any] = {
@@ -121,9 +122,14 @@ def summarise(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, A
             arm["share_95"] = [round(low, 4), round(high, 4)]
         if extra_cpu:
             arm["mean_extra_cpu_us"] = round(statistics.fmean(extra_cpu), 1)
+            # The same as a share of the quiet server's CPU per request: on CPU-bound workers
+            # the cost in throughput, without the load generator's share of the cores.
+            arm["mean_extra_cpu_share"] = round(statistics.fmean(cpu_shares), 4)
             if len(extra_cpu) >= 2:
                 low, high = bootstrap_mean(extra_cpu)
                 arm["extra_cpu_us_95"] = [round(low, 1), round(high, 1)]
+                low, high = bootstrap_mean(cpu_shares)
+                arm["extra_cpu_share_95"] = [round(low, 4), round(high, 4)]
         out["arms"][name] = arm
     log = out["arms"].get("log")
     if log and "share_95" in log:
@@ -169,9 +175,17 @@ def _boot(arm: Arm, env: dict[str, str], log_path: Path, workers: int) -> tuple[
     return server, url
 
 
+NEW_FLIGHTS = wrk.WrkScenario("single_new", "POST /predict, every flight new", "service", "new")
+
+
 def run_round(round_no: int, plan: list[Arm], env: dict[str, str], workers: int,
-              duration: int, warmup: int, scratch: Path, rng: random.Random) -> list[dict]:
-    """Boot every arm anew, load each in turn (warm-up, then measured), stop them all."""
+              duration: int, warmup: int, scratch: Path, rng: random.Random,
+              history: tuple[int, list[bytes]] | None = None) -> list[dict]:
+    """Boot every arm anew, load each in turn (history, warm-up, then measured), stop them all.
+
+    ``history`` (seconds, bodies): new flights sent to each arm first, the same bodies to
+    every arm, so that /health is measured on servers whose caches are full, as in production
+    and as in the bench, where the service has served predictions before its /health rows."""
     by_name = {arm.name: arm for arm in plan}
     running: dict[str, tuple[subprocess.Popen, str]] = {}
     rows = []
@@ -182,6 +196,10 @@ def run_round(round_no: int, plan: list[Arm], env: dict[str, str], workers: int,
         rng.shuffle(load_order)
         for name in load_order:
             server, url = running[name]
+            served = 0
+            if history is not None:
+                served = wrk.run_wrk(url, NEW_FLIGHTS, history[1], history[0],
+                                     scratch)[0].requests
             if warmup:
                 wrk.run_wrk(url, HEALTH, [b"/health"], warmup, scratch)
             before = tree_cpu_seconds(server.pid)
@@ -192,7 +210,8 @@ def run_round(round_no: int, plan: list[Arm], env: dict[str, str], workers: int,
             rows.append({"round": round_no, "arm": name, "requests": sample.requests,
                          "rps": round(sample.rps, 1),
                          "errors": sample.errors, "p99_ms": round(sample.p99_ms, 2),
-                         "cpu_us": round(cpu_us, 1) if cpu_us is not None else None})
+                         "cpu_us": round(cpu_us, 1) if cpu_us is not None else None,
+                         "history_requests": served})
     finally:
         for server, _ in running.values():
             bench.stop_server(server)
@@ -216,7 +235,11 @@ def report(summary: dict[str, Any]) -> str:
               f"{arm['rounds_faster_than_quiet']}/{arm['rounds']}"
             + (f"; CPU {arm['mean_extra_cpu_us']:+.1f} us/request"
                if "mean_extra_cpu_us" in arm else "")
-            + (f" (95 % {cpu[0]:+.1f} to {cpu[1]:+.1f})" if cpu else ""))
+            + (f" (95 % {cpu[0]:+.1f} to {cpu[1]:+.1f})" if cpu else "")
+            + (f", {arm['mean_extra_cpu_share']:+.1%} of quiet's"
+               if "mean_extra_cpu_share" in arm else "")
+            + (" (95 % {:+.1%} to {:+.1%})".format(*arm["extra_cpu_share_95"])
+               if "extra_cpu_share_95" in arm else ""))
     if "verdict" in summary:
         lines.append(f"The log's cost <= {summary['target_cost']:.0%} of /health: "
                      f"{summary['verdict']}")
@@ -232,12 +255,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also boot a second log-on server of this checkout (A/A)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout whose log-on server joins every round")
+    parser.add_argument("--history", type=int, default=0,
+                        help="s of new flights sent to every server before its /health load "
+                             "(0: none): servers that have served predictions, caches full")
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "reports" / "log_cost.json")
     args = parser.parse_args(argv)
-    if args.rounds < 2 or args.duration < 1 or args.warmup < 0:
-        parser.error("--rounds must be >= 2, --duration >= 1, --warmup >= 0")
+    if args.rounds < 2 or args.duration < 1 or args.warmup < 0 or args.history < 0:
+        parser.error("--rounds must be >= 2, --duration >= 1, --warmup and --history >= 0")
     if args.baseline is not None and not (args.baseline / "gunicorn.conf.py").is_file():
         parser.error(f"--baseline {args.baseline} is not a checkout (no gunicorn.conf.py)")
     if wrk.WRK is None:
@@ -250,16 +276,23 @@ def main(argv: list[str] | None = None) -> int:
         model_dir, _ = bench.model_dir_or_tiny(args.model_dir, scratch)
         env = {**os.environ, "HOST": "127.0.0.1", "MODEL_DIR": str(model_dir)}
         workers = int(env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+        history = None
+        if args.history:
+            spec = json.loads((model_dir / "metadata.json").read_text())["feature_spec"]
+            # Enough distinct flights that none repeats within one server's history.
+            history = (args.history, wrk.Bodies(spec).lines(NEW_FLIGHTS,
+                                                            12_000 * args.history))
         for round_no in range(1, args.rounds + 1):
             got = run_round(round_no, plan, env, workers, args.duration, args.warmup,
-                            scratch, rng)
+                            scratch, rng, history)
             rows.extend(got)
             print(f"round {round_no}: " + ", ".join(
                 f"{r['arm']} {r['rps']:.0f} req/s {r['cpu_us']} us" for r in got), flush=True)
     summary = summarise(rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": bench.machine(), "duration_s": args.duration,
-                                     "warmup_s": args.warmup, "rows": rows,
+                                     "warmup_s": args.warmup, "history_s": args.history,
+                                     "rows": rows,
                                      "summary": summary}, indent=1))
     print(report(summary))
     return 1 if any(r["errors"] for r in rows) else 0

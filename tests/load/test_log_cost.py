@@ -66,6 +66,7 @@ def test_each_arm_is_compared_with_the_quiet_server_of_its_own_round() -> None:
     log, control = summary["arms"]["log"], summary["arms"]["control"]
     assert log["share_range"] == [0.95, 0.95] and log["share_95"] == [0.95, 0.95]
     assert log["mean_extra_cpu_us"] == 7.5  # (5 + 10) / 2
+    assert log["mean_extra_cpu_share"] == pytest.approx(0.05)  # 5 % more CPU in both rounds
     assert control["share_range"] == [0.98, 1.02] and control["rounds_faster_than_quiet"] == 1
     assert summary["verdict"] == "met"
 
@@ -89,7 +90,7 @@ def test_only_the_quiet_arm_turns_the_log_off() -> None:
     assert [(a.name, a.quiet) for a in plan] == [("log", False), ("quiet", True)]
 
 
-@pytest.mark.parametrize("flags", [["--rounds", "1"], ["--duration", "0"],
+@pytest.mark.parametrize("flags", [["--rounds", "1"], ["--duration", "0"], ["--history", "-1"],
                                    ["--baseline", "/nonexistent"]])
 def test_a_run_that_cannot_give_an_interval_is_refused(flags: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stopped:
@@ -105,9 +106,11 @@ def test_a_short_run_boots_new_servers_every_round(tiny_model_dir: Path, tmp_pat
         pytest.skip("wrk is not installed (Debian: apt-get install -y wrk; .ci/run installs it)")
     out = tmp_path / "log_cost.json"
     code = log_cost.main(["--rounds", "2", "--duration", "1", "--warmup", "0", "--control",
-                          "--model-dir", str(tiny_model_dir), "--json", str(out)])
+                          "--history", "1", "--model-dir", str(tiny_model_dir),
+                          "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
+    assert report["history_s"] == 1
     rows = report["rows"]
     assert sorted((r["round"], r["arm"]) for r in rows) == [
         (1, "control"), (1, "log"), (1, "quiet"), (2, "control"), (2, "log"), (2, "quiet")]
@@ -117,7 +120,9 @@ def test_a_short_run_boots_new_servers_every_round(tiny_model_dir: Path, tmp_pat
         if row["arm"] == "quiet":
             assert row["request_lines"] == 0
         else:
-            assert row["request_lines"] >= row["requests"] > 0
+            # Every history prediction and measured /health request has its line.
+            assert row["request_lines"] >= row["requests"] + row["history_requests"]
+        assert row["history_requests"] > 0
     summary = report["summary"]
     assert set(summary["arms"]) == {"log", "control"} and summary["rounds"] == 2
     assert summary["verdict"] in {"met", "missed", "not shown either way"}
