@@ -515,7 +515,9 @@ def write_wrk_report(rows: list[dict[str, Any]], startup: dict[str, Any], report
         "", f"Median over {max((s['rounds'] for s in summary), default=0)} round(s). The "
         "reference is the bare route under Gunicorn's stock gevent worker; the bare route under "
         "the project's worker is a second reference. Worker split: each worker's share of its "
-        "server's CPU in each round.", "",
+        "server's CPU in each round. The quiet server (LOG_LEVEL=WARNING) serves only /health, "
+        "the service predictions too, which makes its /health dearer with the log on: for the "
+        "log's cost use `make bench-log` (docs/performance.md).", "",
         "| scenario | median share of bare | range | share of bare (project worker) | req/s | "
         "flights/s | p99 ms (median / max) | server CPU µs/request | worker split by round |",
         "|---|---:|---|---:|---:|---:|---|---:|---|",

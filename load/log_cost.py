@@ -175,17 +175,28 @@ def _boot(arm: Arm, env: dict[str, str], log_path: Path, workers: int) -> tuple[
     return server, url
 
 
-NEW_FLIGHTS = wrk.WrkScenario("single_new", "POST /predict, every flight new", "service", "new")
+#: The bench's prediction scenarios, in its order: what its service has served before most of
+#: its /health rows (and its quiet server never has).
+HISTORY = tuple(s for s in wrk.wrk_scenarios() if s.name in ("single", "single_new", "batch1000"))
+History = tuple[int, list[tuple[wrk.WrkScenario, list[bytes]]]]
+
+
+def history_bodies(feature_spec: dict[str, Any], seconds: int) -> History:
+    """The bodies of :data:`HISTORY`, made once: every arm of every round is sent the same."""
+    bodies = wrk.Bodies(feature_spec)
+    # Enough distinct new flights that none repeats within one server's history.
+    return seconds, [(s, bodies.lines(s, 16 if s.body == "batch" else 12_000 * seconds))
+                     for s in HISTORY]
 
 
 def run_round(round_no: int, plan: list[Arm], env: dict[str, str], workers: int,
               duration: int, warmup: int, scratch: Path, rng: random.Random,
-              history: tuple[int, list[bytes]] | None = None) -> list[dict]:
+              history: History | None = None) -> list[dict]:
     """Boot every arm anew, load each in turn (history, warm-up, then measured), stop them all.
 
-    ``history`` (seconds, bodies): new flights sent to each arm first, the same bodies to
-    every arm, so that /health is measured on servers whose caches are full, as in production
-    and as in the bench, where the service has served predictions before its /health rows."""
+    ``history``: the bench's prediction scenarios, ``seconds`` each, sent to each arm first
+    with the same bodies, so that /health is measured on servers that have served
+    predictions, as in production and as the bench's service before most of its /health rows."""
     by_name = {arm.name: arm for arm in plan}
     running: dict[str, tuple[subprocess.Popen, str]] = {}
     rows = []
@@ -198,8 +209,9 @@ def run_round(round_no: int, plan: list[Arm], env: dict[str, str], workers: int,
             server, url = running[name]
             served = 0
             if history is not None:
-                served = wrk.run_wrk(url, NEW_FLIGHTS, history[1], history[0],
-                                     scratch)[0].requests
+                for scenario, lines in history[1]:
+                    served += wrk.run_wrk(url, scenario, lines, history[0],
+                                          scratch)[0].requests
             if warmup:
                 wrk.run_wrk(url, HEALTH, [b"/health"], warmup, scratch)
             before = tree_cpu_seconds(server.pid)
@@ -256,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout whose log-on server joins every round")
     parser.add_argument("--history", type=int, default=0,
-                        help="s of new flights sent to every server before its /health load "
-                             "(0: none): servers that have served predictions, caches full")
+                        help="s of each of the bench's prediction scenarios (one flight, new "
+                             "flights, batches) sent to every server before its /health load")
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "reports" / "log_cost.json")
@@ -279,9 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         history = None
         if args.history:
             spec = json.loads((model_dir / "metadata.json").read_text())["feature_spec"]
-            # Enough distinct flights that none repeats within one server's history.
-            history = (args.history, wrk.Bodies(spec).lines(NEW_FLIGHTS,
-                                                            12_000 * args.history))
+            history = history_bodies(spec, args.history)
         for round_no in range(1, args.rounds + 1):
             got = run_round(round_no, plan, env, workers, args.duration, args.warmup,
                             scratch, rng, history)
