@@ -76,8 +76,9 @@ stress: $(VENV)/.dev-installed  ## 1,000 users on /predict for 45 s against $$TA
 bench: $(VENV)/.dev-installed  ## start the service, run the fixed scenarios -> reports/bench.md|json
 	$(BIN)/python -m load.bench
 
-# The request log's cost on /health: new servers each round, log on and off, a 95 % interval.
-LOG_COST_ARGS ?= --control
+# The request log's cost on /health: new servers each round, log on and off, a 95 % interval;
+# each server first serves the bench's predictions, 6 s of each kind, as production ones have.
+LOG_COST_ARGS ?= --history 6
 bench-log: $(VENV)/.dev-installed  ## the request log's cost on /health, fresh servers per round -> reports/log_cost.json
 	@command -v wrk >/dev/null || { echo "make bench-log needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m load.log_cost $(LOG_COST_ARGS)
