@@ -36,8 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from load import bench, wrk  # noqa: E402
+from load.cluster import answering_pid  # noqa: E402
 from load.cpu import tree_cpu_seconds  # noqa: E402
 from tests.server import free_port, wait_ready  # noqa: E402
 
@@ -95,6 +94,16 @@ def bootstrap_mean(values: list[float], resamples: int = 10_000,
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
+def _mean_and_interval(arm: dict[str, Any], mean_key: str, interval_key: str,
+                       values: list[float], digits: int) -> None:
+    """``arm[mean_key]`` = the mean of ``values``, ``arm[interval_key]`` its 95 % interval
+    (from two values on); nothing for no values."""
+    if values:
+        arm[mean_key] = round(statistics.fmean(values), digits)
+    if len(values) >= 2:
+        arm[interval_key] = [round(bound, digits) for bound in bootstrap_mean(values)]
+
+
 def summarise(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
     """Per arm other than ``quiet``: its req/s over the same round's quiet server's, mean,
     median, 95 % interval and range; its extra CPU per request; and for ``log``, whether the
@@ -117,24 +126,15 @@ def summarise(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, A
         if not shares:
             continue
         arm: dict[str, Any] = {
-            "rounds": len(shares), "mean_share": round(statistics.fmean(shares), 4),
-            "median_share": round(statistics.median(shares), 4),
+            "rounds": len(shares), "median_share": round(statistics.median(shares), 4),
             "share_range": [round(min(shares), 4), round(max(shares), 4)],
             "rounds_faster_than_quiet": sum(s > 1 for s in shares),
         }
-        if len(shares) >= 2:
-            low, high = bootstrap_mean(shares)
-            arm["share_95"] = [round(low, 4), round(high, 4)]
-        if extra_cpu:
-            arm["mean_extra_cpu_us"] = round(statistics.fmean(extra_cpu), 1)
-            # The same as a share of the quiet server's CPU per request: on CPU-bound workers
-            # the cost in throughput, without the load generator's share of the cores.
-            arm["mean_extra_cpu_share"] = round(statistics.fmean(cpu_shares), 4)
-            if len(extra_cpu) >= 2:
-                low, high = bootstrap_mean(extra_cpu)
-                arm["extra_cpu_us_95"] = [round(low, 1), round(high, 1)]
-                low, high = bootstrap_mean(cpu_shares)
-                arm["extra_cpu_share_95"] = [round(low, 4), round(high, 4)]
+        _mean_and_interval(arm, "mean_share", "share_95", shares, 4)
+        # The extra CPU, also as a share of the quiet server's per request: on CPU-bound
+        # workers the cost in throughput, without the load generator's share of the cores.
+        _mean_and_interval(arm, "mean_extra_cpu_us", "extra_cpu_us_95", extra_cpu, 1)
+        _mean_and_interval(arm, "mean_extra_cpu_share", "extra_cpu_share_95", cpu_shares, 4)
         out["arms"][name] = arm
     log = out["arms"].get("log")
     if log and "share_95" in log:
@@ -147,16 +147,13 @@ def summarise(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, A
 def wait_all_workers(url: str, workers: int, timeout: float) -> None:
     """Until ``/ready`` has been answered by ``workers`` different worker pids: a quiet server
     logs no line per worker that loaded its model, so its readiness is asked of the workers."""
-    seen: set[str] = set()
+    seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    seen.add(resp.headers.get("X-Worker-PID", ""))
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if len(seen - {""}) >= workers:
+        pid = answering_pid(f"{url}/ready", timeout=2)
+        if pid is not None:
+            seen.add(pid)
+        if len(seen) >= workers:
             return
         time.sleep(0.02)
     raise RuntimeError(f"only {len(seen)} of {workers} workers answered /ready in {timeout} s")
