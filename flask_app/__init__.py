@@ -32,8 +32,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # JSON logs before anything logs (the model load does).
     request_log.configure_logging(app.config["LOG_LEVEL"])
     if gevent.monkey.is_module_patched("socket"):
-        # A gevent worker: request lines leave together once per loop turn (request_log.py).
-        request_log.gather_lines_per_loop_turn()
+        # A gevent worker: request lines leave together when its loop goes idle (request_log.py).
+        request_log.gather_lines_until_idle()
     errors.init_app(app)
     model.init_app(app)
     loaded = app.extensions[model.EXTENSION]

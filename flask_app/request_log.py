@@ -88,6 +88,11 @@ def logs_requests() -> bool:
     return log.isEnabledFor(logging.INFO)
 
 
+# The text after the second for each millisecond, made once: a tuple index and one
+# concatenation cost half of formatting ``.%03d+00:00`` anew at every new millisecond.
+_MILLIS = tuple(f".{n:03d}+00:00" for n in range(1000))
+
+
 class _Clock:
     """``ts`` in :class:`JsonFormatter`'s format (ISO 8601, milliseconds, UTC), from cached
     strings: building a timezone-aware ``datetime`` and its ISO text for every request cost
@@ -104,7 +109,7 @@ class _Clock:
             if second != self._second:
                 self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
                 self._second = second
-            self._text = f"{self._prefix}.{millis - second * 1000:03d}+00:00"
+            self._text = self._prefix + _MILLIS[millis - second * 1000]
             self._millis = millis
         return self._text
 
@@ -116,8 +121,8 @@ _STDERR = 2
 # another worker's, so no line is ever cut. The bound for anything but a regular file.
 PIPE_BUF = 4096
 # The bound for a regular file, where the kernel never interleaves two writes (POSIX 2.9.7;
-# Linux holds the file's position lock for the whole write): there a busy loop turn's lines
-# leave in one write, and each write to a file costs a worker tens of microseconds.
+# Linux holds the file's position lock for the whole write): there ~200 lines of a busy
+# worker leave in one write, and each write to a file costs a worker tens of microseconds.
 FILE_WRITE = 64 * 1024
 
 
@@ -138,67 +143,97 @@ def _write_all(fd: int, data: bytes) -> None:
 
 class LineWriter:
     """Request lines to a file descriptor: one ``write`` per line, or, under gevent, the lines
-    of one turn of the event loop together.
+    of a busy spell of the event loop together.
 
     A ``write(2)`` per request was most of the request line's cost, and under load many
-    requests finish in the same loop turn. Once :meth:`gather` is on (a gevent worker), lines
-    wait in a buffer that is written when the loop next runs its callbacks (after the greenlets
-    of this turn), or at once when the next line would take it past :attr:`limit`. The limit
-    is :func:`write_limit` of the descriptor: :data:`PIPE_BUF` for a pipe, which delivers a
-    write that size whole, :data:`FILE_WRITE` for a regular file, which never interleaves
-    writes. Each write holds whole lines only; a line longer than the limit is written alone,
-    as before. :meth:`flush` writes what waits (the JSON formatter calls it first, so other
-    records keep their place after the request lines before them; so does the worker's exit).
+    requests finish close together. Once :meth:`gather` is on (a gevent worker), lines wait in
+    a buffer that is written when the loop has nothing else ready (``schedule``, see
+    :func:`gather_lines_until_idle`), or at once when the next line would take it past
+    :attr:`limit`. The limit is :func:`write_limit` of the descriptor: :data:`PIPE_BUF` for a
+    pipe, which delivers a write that size whole, :data:`FILE_WRITE` for a regular file, which
+    never interleaves writes. Each write holds whole lines only; a line longer than the limit
+    is written alone, as before. :meth:`flush` writes what waits (the JSON formatter calls it
+    first, so other records keep their place after the request lines before them; so does the
+    worker's exit).
+
+    The buffer is one block allocated once, and a line is copied into it and freed at once:
+    keeping each line's ``bytes`` until the write held dozens of 1 KiB allocations (orjson's
+    output buffers) live per write, and a worker's caches are what the log's cost grows with.
     """
 
     def __init__(self, fd: int = _STDERR) -> None:
         self.fd = fd
         self.limit = PIPE_BUF
-        self._pending: list[bytes] = []
+        self._buffer = bytearray(FILE_WRITE)
+        self._view = memoryview(self._buffer)
         self._size = 0
-        self._later: Any = None  # the event loop's run_callback, once gathering
+        self._later: Any = None  # ``schedule(flush)``, once gathering
 
     @property
     def gathering(self) -> bool:
         return self._later is not None
 
-    def gather(self, run_callback: Any, limit: int | None = None) -> None:
-        """Buffer lines until ``run_callback(self.flush)`` runs (the gevent loop's), in writes
-        of at most :func:`write_limit` of the descriptor (or ``limit``)."""
+    def gather(self, schedule: Any, limit: int | None = None) -> None:
+        """Buffer lines until ``schedule(self.flush)`` calls the flush it is given, in writes
+        of at most :func:`write_limit` of the descriptor (or ``limit``, up to the buffer's
+        size). ``schedule`` is called once per write, when the first line of it arrives."""
         self.flush()
-        self._later = run_callback
-        self.limit = write_limit(self.fd) if limit is None else limit
+        self._later = schedule
+        wanted = write_limit(self.fd) if limit is None else limit
+        self.limit = min(wanted, len(self._buffer))
 
     def write(self, line: bytes) -> None:
         if self._later is None or len(line) > self.limit:
             self.flush()
             _write_all(self.fd, line)
             return
-        if self._size + len(line) > self.limit:
+        start = self._size
+        if start + len(line) > self.limit:
             self.flush()
-        if not self._pending:
+            start = 0
+        if not start:
             self._later(self.flush)
-        self._pending.append(line)
-        self._size += len(line)
+        end = start + len(line)
+        self._buffer[start:end] = line
+        self._size = end
 
     def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
+        size = self._size
+        if size:
             self._size = 0
-            _write_all(self.fd, data)
+            _write_all(self.fd, self._view[:size])
 
 
 WRITER = LineWriter()
 
 
-def gather_lines_per_loop_turn() -> None:
-    """In a gevent worker (after the fork): request lines leave once per loop turn."""
+def when_idle(loop: Any) -> Any:
+    """A ``schedule`` for :meth:`LineWriter.gather`: the flush runs once ``loop`` (gevent's)
+    has no other event ready, through one idle watcher started for it and stopped when it
+    fires. A loop turn's callback, before, flushed after every turn: under ``/health`` load a
+    worker wrote ~31 lines per write to a file; now it fills the 64 KiB bound (~200 lines). A
+    worker with spare time goes idle at once, so its lines still leave within the turn; under
+    load a line waits at most until the bound fills, and a ``SIGKILL`` loses at most that."""
+    watcher = loop.idle()
+
+    def fire(flush: Any) -> None:
+        watcher.stop()  # an idle watcher left on would fire at every turn: a busy loop
+        flush()
+
+    def schedule(flush: Any) -> None:
+        watcher.start(fire, flush)
+
+    return schedule
+
+
+def gather_lines_until_idle() -> None:
+    """In a gevent worker (after the fork): request lines leave when the loop goes idle, or
+    when the next line would pass the write bound."""
     import gevent
 
     if not WRITER.gathering:
         atexit.register(_last_words)
-    WRITER.gather(gevent.get_hub().loop.run_callback)
+    WRITER.gather(when_idle(gevent.get_hub().loop))
 
 
 def _last_words() -> None:
@@ -224,9 +259,10 @@ def log_request(request_id: str, method: str, route: str, path: str, status: int
     The line has the keys a :class:`JsonFormatter` record has (``ts``, ``level``, ``logger``,
     then the request's fields) and is one dict literal, one ``orjson.dumps`` and a hand-over
     to :data:`WRITER`, which writes it straight to stderr (under gevent, with the other lines
-    of its loop turn). A ``logging`` record (``makeRecord``, handler lock, formatter, a
-    ``datetime``, the text stream's flush) cost a fifth of a ``/health`` request; a dict of
-    fields merged into a second dict cost ~2 µs more per request than this one literal.
+    of a busy spell of the event loop). A ``logging`` record (``makeRecord``, handler lock,
+    formatter, a ``datetime``, the text stream's flush) cost a fifth of a ``/health``
+    request; a dict of fields merged into a second dict cost ~2 µs more per request than this
+    one literal.
     """
     WRITER.write(orjson.dumps({
         "ts": _CLOCK.timestamp(time.time()), "level": "INFO", "logger": REQUEST_LOGGER,

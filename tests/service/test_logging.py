@@ -31,7 +31,9 @@ def log_lines(capfd):
     capfd.readouterr()  # what came before the test
 
     def lines() -> list[dict]:
-        gevent.sleep(0)  # the test process is gevent-patched: lines leave at the loop's turn
+        # The test process is gevent-patched: lines leave once its loop has nothing to do,
+        # which a short sleep gives it (a zero sleep is a turn with the sleeper's wake-up due).
+        gevent.sleep(0.001)
         err = capfd.readouterr().err
         return [json.loads(line) for line in err.splitlines()
                 if line.startswith("{") and '"event":"request"' in line]
@@ -224,6 +226,73 @@ def test_with_the_file_bound_a_loop_turn_of_lines_is_one_write(datagrams):
         # On a failure, nothing may stay queued for the loop: the descriptor's number is
         # reused once the fixture closes it, and a late flush would write into that file.
         writer.flush()
+
+
+
+def test_when_idle_a_busy_spell_of_many_loop_turns_leaves_in_one_write(datagrams):
+    fd, received = datagrams
+    writer = LineWriter(fd)
+    writer.gather(request_log.when_idle(gevent.get_hub().loop), limit=FILE_WRITE)
+    lines = lines_of(300, 40)
+    seen_while_busy: list[bytes] = []
+
+    def busy() -> None:
+        for line in lines:
+            writer.write(line)
+            gevent.sleep(0)  # a loop turn, but not an idle one: this greenlet is due again
+            seen_while_busy.extend(received())
+
+    try:
+        gevent.spawn(busy).join()
+        assert seen_while_busy == []
+        gevent.sleep(0.001)  # nothing left to run: the loop goes idle
+        assert received() == [b"".join(lines)]
+    finally:
+        writer.flush()
+
+
+def test_when_idle_the_watcher_stops_after_its_flush():
+    """An idle watcher left running would wake the loop at every turn, a busy loop."""
+    loop = gevent.get_hub().loop
+    read, write = os.pipe()
+    try:
+        writer = LineWriter(write)
+        writer.gather(request_log.when_idle(loop))
+        gevent.sleep(0.001)
+        active_before = loop.activecnt
+        writer.write(b"one\n")
+        writer.write(b"two\n")
+        assert loop.activecnt == active_before + 1  # one watcher for the pending write
+        gevent.sleep(0.001)
+        assert os.read(read, 1 << 16) == b"one\ntwo\n"
+        assert loop.activecnt == active_before
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_when_idle_a_write_forced_by_the_bound_leaves_the_rest_for_the_idle_loop(datagrams):
+    fd, received = datagrams
+    writer = LineWriter(fd)
+    writer.gather(request_log.when_idle(gevent.get_hub().loop), limit=1000)
+    lines = lines_of(300, 5)  # three lines fill the bound, two wait for the idle loop
+    try:
+        for line in lines:
+            writer.write(line)
+        assert received() == [b"".join(lines[:3])]
+        gevent.sleep(0.001)
+        assert received() == [b"".join(lines[3:])]
+    finally:
+        writer.flush()
+
+
+def test_the_clock_text_matches_datetime_at_every_millisecond_and_second_boundary():
+    clock = request_log._Clock()
+    start = datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC).timestamp()
+    for step in range(0, 2_500, 1):  # 2.5 s in 1 ms steps: every millisecond text, 3 seconds
+        now = start + step / 1000 + 0.0004
+        expected = datetime.fromtimestamp(int(now * 1000) / 1000, UTC)
+        assert clock.timestamp(now) == expected.isoformat(timespec="milliseconds")
 
 
 WRITER_PROCESS = """
