@@ -329,6 +329,19 @@ def measure_wrk(servers: dict[str, tuple[str, int]], feature_spec: dict[str, Any
         plan = wrk.with_baseline(plan, args.baseline_scenarios or wrk.BASELINE_SCENARIOS)
     if args.wrk_scenarios:
         plan = [s for s in plan if s.name.removeprefix("baseline_") in args.wrk_scenarios]
+    # Every server whose /health is compared (the log on and off) first serves the same
+    # prediction mix: a quiet server that had served none read the log ~2 % dearer than a
+    # fair history does (docs/performance.md, issue 15 round 8).
+    history_served: dict[str, int] = {}
+    if args.wrk_history:
+        history = wrk.history_bodies(bodies, args.wrk_history)
+        for name in dict.fromkeys(s.server for s in plan if s.body == "health"):
+            served, failed = wrk.send_history(servers[name][0], history, scratch)
+            if failed:
+                raise RuntimeError(f"{failed} errors in the history sent to {name}")
+            history_served[name] = served
+            print(f"history for {name}: {served} prediction requests, "
+                  f"{args.wrk_history} s of each of {', '.join(wrk.HISTORY)}", flush=True)
     for round_no in range(1, args.wrk_rounds + 1):
         this_round = []
         for scenario in plan if round_no % 2 else plan[::-1]:
@@ -351,6 +364,8 @@ def measure_wrk(servers: dict[str, tuple[str, int]], feature_spec: dict[str, Any
                        if sample.server_cpu_s is not None and sample.requests else None,
                    "worker_split": worker_split(workers_before, workers_after),
                    "distinct_bodies": sample.distinct_bodies}
+            if scenario.server in history_served:
+                row["history_requests"] = history_served[scenario.server]
             if scenario.body == "new" and sample.requests > len(lines):
                 row["note"] = "bodies repeated: raise the count of new flights"
             this_round.append(row)
@@ -515,9 +530,10 @@ def write_wrk_report(rows: list[dict[str, Any]], startup: dict[str, Any], report
         "", f"Median over {max((s['rounds'] for s in summary), default=0)} round(s). The "
         "reference is the bare route under Gunicorn's stock gevent worker; the bare route under "
         "the project's worker is a second reference. Worker split: each worker's share of its "
-        "server's CPU in each round. The quiet server (LOG_LEVEL=WARNING) serves only /health, "
-        "the service predictions too, which makes its /health dearer with the log on: for the "
-        "log's cost use `make bench-log` (docs/performance.md).", "",
+        "server's CPU in each round. Before the first round every /health server (the log on "
+        "and off) served the same prediction mix; the quiet server (LOG_LEVEL=WARNING) then "
+        "serves only /health, the service predictions too. `make bench-log` measures the "
+        "log's cost on new servers every round (docs/performance.md).", "",
         "| scenario | median share of bare | range | share of bare (project worker) | req/s | "
         "flights/s | p99 ms (median / max) | server CPU µs/request | worker split by round |",
         "|---|---:|---|---:|---:|---:|---|---:|---|",
@@ -573,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-duration", type=int,
                         default=int(os.environ.get("BENCH_WRK_DURATION", 10)))
     parser.add_argument("--wrk-connections", type=int, default=64)
+    parser.add_argument("--wrk-history", type=int,
+                        default=int(os.environ.get("BENCH_WRK_HISTORY", 6)),
+                        help="s of each prediction scenario sent to every /health server "
+                             "before the first round (0: none)")
     parser.add_argument("--startup-rounds", type=int,
                         default=int(os.environ.get("BENCH_STARTUP_ROUNDS", 1)),
                         help="boots timed per checkout (the median is reported)")
@@ -589,8 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports")
     args = parser.parse_args(argv)
     if (args.rounds < 0 or args.duration < 1 or args.wrk_rounds < 0 or args.wrk_duration < 1
-            or args.startup_rounds < 1):
-        parser.error("--rounds/--wrk-rounds must be >= 0, durations and --startup-rounds >= 1")
+            or args.startup_rounds < 1 or args.wrk_history < 0):
+        parser.error("--rounds/--wrk-rounds/--wrk-history must be >= 0, durations and "
+                     "--startup-rounds >= 1")
     known = {s.name for s in wrk.wrk_scenarios()}
     for flag, names in (("--wrk-scenarios", args.wrk_scenarios),
                         ("--baseline-scenarios", args.baseline_scenarios)):

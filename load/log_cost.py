@@ -177,23 +177,9 @@ def _boot(arm: Arm, env: dict[str, str], log_path: Path, workers: int) -> tuple[
     return server, url
 
 
-#: The bench's prediction scenarios, in its order: what its service has served before most of
-#: its /health rows (and its quiet server never has).
-HISTORY = tuple(s for s in wrk.wrk_scenarios() if s.name in ("single", "single_new", "batch1000"))
-History = tuple[int, list[tuple[wrk.WrkScenario, list[bytes]]]]
-
-
-def history_bodies(feature_spec: dict[str, Any], seconds: int) -> History:
-    """The bodies of :data:`HISTORY`, made once: every arm of every round is sent the same."""
-    bodies = wrk.Bodies(feature_spec)
-    # Enough distinct new flights that none repeats within one server's history.
-    return seconds, [(s, bodies.lines(s, 16 if s.body == "batch" else 12_000 * seconds))
-                     for s in HISTORY]
-
-
 def run_round(round_no: int, plan: list[Arm], env: dict[str, str], workers: int,
               duration: int, warmup: int, scratch: Path, rng: random.Random,
-              history: History | None = None) -> list[dict]:
+              history: wrk.History | None = None) -> list[dict]:
     """Boot every arm anew, load each in turn (history, warm-up, then measured), stop them all.
 
     ``history``: the bench's prediction scenarios, ``seconds`` each, sent to each arm first
@@ -209,11 +195,8 @@ def run_round(round_no: int, plan: list[Arm], env: dict[str, str], workers: int,
         rng.shuffle(load_order)
         for name in load_order:
             server, url = running[name]
-            served = failed = 0
-            if history is not None:
-                for scenario, lines in history[1]:
-                    past = wrk.run_wrk(url, scenario, lines, history[0], scratch)[0]
-                    served, failed = served + past.requests, failed + past.errors
+            served, failed = (wrk.send_history(url, history, scratch) if history is not None
+                              else (0, 0))
             if warmup:
                 wrk.run_wrk(url, HEALTH, [b"/health"], warmup, scratch)
             before = tree_cpu_seconds(server.pid)
@@ -293,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         history = None
         if args.history:
             spec = json.loads((model_dir / "metadata.json").read_text())["feature_spec"]
-            history = history_bodies(spec, args.history)
+            history = wrk.history_bodies(wrk.Bodies(spec), args.history)
         for round_no in range(1, args.rounds + 1):
             got = run_round(round_no, plan, env, workers, args.duration, args.warmup,
                             scratch, rng, history)

@@ -197,3 +197,29 @@ def run_wrk(url: str, scenario: WrkScenario, lines: list[bytes], duration: int,
     sample = parse_wrk(done.stdout)
     sample.distinct_bodies = len(lines)
     return sample, done.stdout
+
+
+#: The bench's prediction scenarios, in its order: what its service serves between its /health
+#: rows. A server that has served them pays more for its request line than a new one
+#: (docs/performance.md, issue 15 round 8), so every server whose /health is compared first
+#: gets the same mix (a "history"), as production servers have.
+HISTORY = ("single", "single_new", "batch1000")
+History = tuple[int, list[tuple[WrkScenario, list[bytes]]]]
+
+
+def history_bodies(bodies: Bodies, seconds: int) -> History:
+    """The bodies of :data:`HISTORY`, ``seconds`` each, made once so that every server is sent
+    the same ones; enough new flights that none repeats within one server's history."""
+    plan = [s for s in wrk_scenarios() if s.name in HISTORY]
+    return seconds, [(s, bodies.lines(s, 16 if s.body == "batch" else 12_000 * seconds))
+                     for s in plan]
+
+
+def send_history(url: str, history: History, scratch: Path) -> tuple[int, int]:
+    """Send ``url`` the history; the requests it served and the errors among them."""
+    seconds, plan = history
+    served = failed = 0
+    for scenario, lines in plan:
+        sample = run_wrk(url, scenario, lines, seconds, scratch)[0]
+        served, failed = served + sample.requests, failed + sample.errors
+    return served, failed

@@ -73,7 +73,7 @@ def test_server_cpu_pools_into_microseconds_per_request_and_cores() -> None:
 def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path,
                                                             tmp_path: Path) -> None:
     code = bench.main(["--duration", "2", "--rounds", "2", "--warmup", "0", "--users", "2",
-                       "--wrk-duration", "1", "--wrk-connections", "4",
+                       "--wrk-duration", "1", "--wrk-connections", "4", "--wrk-history", "1",
                        "--model-dir", str(tiny_model_dir), "--reports", str(tmp_path)])
     assert code == 0  # no failures anywhere
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -97,6 +97,11 @@ def test_a_short_bench_run_reports_every_scenario_and_round(tiny_model_dir: Path
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows)
     assert rows[0]["share_of_bare"] == 1.0 and all(r["share_of_bare"] > 0 for r in rows)
     assert rows[1]["share_of_bare_project"] == 1.0
+    # Both /health servers, the log on and off, served the prediction mix before round 1; the
+    # rows of servers that are not compared on /health carry no history.
+    health, quiet = rows[2], rows[3]
+    assert health["history_requests"] > 0 and quiet["history_requests"] > 0
+    assert all("history_requests" not in r for r in (rows[0], rows[1]))
     # Each round says how the bare server's workers split its CPU.
     assert len(rows[0]["worker_split"]) == report["workers"]
     # Every new flight was new: more distinct bodies than requests.
@@ -113,6 +118,7 @@ def test_chosen_scenarios_run_on_both_checkouts(tiny_model_dir: Path, tmp_path: 
     of them also run on the ``--baseline`` checkout (here: this one again), row after row."""
     code = bench.main(["--rounds", "0", "--wrk-rounds", "2", "--wrk-duration", "1",
                        "--wrk-connections", "4", "--wrk-scenarios", "bare,health",
+                       "--wrk-history", "0",
                        "--baseline-scenarios", "health", "--baseline", str(bench.REPO_ROOT),
                        "--model-dir", str(tiny_model_dir), "--reports", str(tmp_path)])
     assert code == 0
@@ -121,10 +127,12 @@ def test_chosen_scenarios_run_on_both_checkouts(tiny_model_dir: Path, tmp_path: 
         (1, "bare"), (1, "health"), (1, "baseline_health"),
         (2, "bare"), (2, "health"), (2, "baseline_health")]
     assert all(r["requests"] > 0 and r["errors"] == 0 and r["share_of_bare"] > 0 for r in rows)
+    assert all("history_requests" not in r for r in rows)  # --wrk-history 0: none sent
 
 
 @pytest.mark.parametrize("flags", [["--rounds", "0", "--wrk-rounds", "0"], ["--duration", "0"],
-                                   ["--wrk-duration", "0"], ["--wrk-scenarios", "health,nope"],
+                                   ["--wrk-duration", "0"], ["--wrk-history", "-1"],
+                                   ["--wrk-scenarios", "health,nope"],
                                    ["--baseline-scenarios", "nope"]])
 def test_a_bench_with_nothing_to_measure_is_refused(flags: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stopped:
