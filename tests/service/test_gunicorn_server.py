@@ -153,8 +153,8 @@ def test_concurrent_mixed_traffic_is_answered_right_by_stable_workers(
         for session in sessions:
             session.close()
         after = worker_pids(server)
-        # A loop turn's request lines are written when the turn ends, which can be just after
-        # its answers left (flask_app/request_log.py).
+        # Request lines are written when the worker's loop goes idle, which can be just after
+        # their answers left (flask_app/request_log.py).
         wait_until(lambda: server.log().count('"route":"/predict"') >= REQUESTS, timeout=10)
         log = server.log()
 
@@ -174,8 +174,9 @@ def test_concurrent_mixed_traffic_is_answered_right_by_stable_workers(
     assert before == after == set(loads), (before, after, loads)
     answering = Counter(int(response.headers["X-Worker-PID"]) for _, response in results)
     assert set(answering) <= set(loads), (answering, loads)
-    # Both workers gather their request lines per loop turn (flask_app/request_log.py) into
-    # one log: still exactly one whole JSON line per request, none cut or lost.
+    # Both workers gather their request lines until their loop goes idle
+    # (flask_app/request_log.py) into one log: still exactly one whole JSON line per request,
+    # none cut or lost.
     lines = [json.loads(line) for line in log.splitlines() if '"event":"request"' in line]
     logged = Counter(line["request_id"] for line in lines if line["route"] == "/predict")
     sent = Counter(response.headers["X-Request-ID"] for _, response in results)

@@ -172,8 +172,8 @@ def pipelined_order(url: str, server_log: Callable[[], str]) -> list[str]:
     finally:
         for sock in socks.values():
             sock.close()
-    # The worker writes a loop turn's request lines when the turn ends, which can be just
-    # after the answers left (flask_app/request_log.py): wait for the ten, a few seconds at most.
+    # The worker writes its request lines when its loop goes idle, which can be just after
+    # the answers left (flask_app/request_log.py): wait for the ten, a few seconds at most.
     def logged() -> list[str]:
         return re.findall(r'"request_id":\s*"([ab])[1-5]"', server_log())
 
