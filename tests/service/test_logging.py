@@ -10,7 +10,9 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import gevent
 import pytest
@@ -211,28 +213,38 @@ def test_gathering_on_a_file_takes_the_file_bound(tmp_path):
         os.close(write)
 
 
-def test_with_the_file_bound_a_loop_turn_of_lines_is_one_write(datagrams):
+@pytest.fixture
+def gathering(datagrams):
+    """A LineWriter on the datagram descriptor, gathering with the given ``schedule`` and
+    bound, and the function that reads its writes. At teardown it writes what waits: nothing
+    may stay queued for the loop, as the descriptor's number is reused once ``datagrams``
+    closes it, and a late flush would write into that file."""
     fd, received = datagrams
-    writer = LineWriter(fd)
-    writer.gather(gevent.get_hub().loop.run_callback, limit=FILE_WRITE)
-    lines = lines_of(300, 30)  # 9,000 bytes: three pipe-sized writes, one file-sized write
-    try:
-        for line in lines:
-            writer.write(line)
-        assert received() == []
-        gevent.sleep(0)
-        assert received() == [b"".join(lines)]
-    finally:
-        # On a failure, nothing may stay queued for the loop: the descriptor's number is
-        # reused once the fixture closes it, and a late flush would write into that file.
+    writers: list[LineWriter] = []
+
+    def start(schedule: Any, limit: int) -> tuple[LineWriter, Callable[[], list[bytes]]]:
+        writer = LineWriter(fd)
+        writer.gather(schedule, limit=limit)
+        writers.append(writer)
+        return writer, received
+
+    yield start
+    for writer in writers:
         writer.flush()
 
 
+def test_with_the_file_bound_a_loop_turn_of_lines_is_one_write(gathering):
+    writer, received = gathering(gevent.get_hub().loop.run_callback, FILE_WRITE)
+    lines = lines_of(300, 30)  # 9,000 bytes: three pipe-sized writes, one file-sized write
+    for line in lines:
+        writer.write(line)
+    assert received() == []
+    gevent.sleep(0)
+    assert received() == [b"".join(lines)]
 
-def test_when_idle_a_busy_spell_of_many_loop_turns_leaves_in_one_write(datagrams):
-    fd, received = datagrams
-    writer = LineWriter(fd)
-    writer.gather(request_log.when_idle(gevent.get_hub().loop), limit=FILE_WRITE)
+
+def test_when_idle_a_busy_spell_of_many_loop_turns_leaves_in_one_write(gathering):
+    writer, received = gathering(request_log.when_idle(gevent.get_hub().loop), FILE_WRITE)
     lines = lines_of(300, 40)
     seen_while_busy: list[bytes] = []
 
@@ -242,13 +254,10 @@ def test_when_idle_a_busy_spell_of_many_loop_turns_leaves_in_one_write(datagrams
             gevent.sleep(0)  # a loop turn, but not an idle one: this greenlet is due again
             seen_while_busy.extend(received())
 
-    try:
-        gevent.spawn(busy).join()
-        assert seen_while_busy == []
-        gevent.sleep(0.001)  # nothing left to run: the loop goes idle
-        assert received() == [b"".join(lines)]
-    finally:
-        writer.flush()
+    gevent.spawn(busy).join()
+    assert seen_while_busy == []
+    gevent.sleep(0.001)  # nothing left to run: the loop goes idle
+    assert received() == [b"".join(lines)]
 
 
 def test_when_idle_the_watcher_stops_after_its_flush():
@@ -271,19 +280,14 @@ def test_when_idle_the_watcher_stops_after_its_flush():
         os.close(write)
 
 
-def test_when_idle_a_write_forced_by_the_bound_leaves_the_rest_for_the_idle_loop(datagrams):
-    fd, received = datagrams
-    writer = LineWriter(fd)
-    writer.gather(request_log.when_idle(gevent.get_hub().loop), limit=1000)
+def test_when_idle_a_write_forced_by_the_bound_leaves_the_rest_for_the_idle_loop(gathering):
+    writer, received = gathering(request_log.when_idle(gevent.get_hub().loop), 1000)
     lines = lines_of(300, 5)  # three lines fill the bound, two wait for the idle loop
-    try:
-        for line in lines:
-            writer.write(line)
-        assert received() == [b"".join(lines[:3])]
-        gevent.sleep(0.001)
-        assert received() == [b"".join(lines[3:])]
-    finally:
-        writer.flush()
+    for line in lines:
+        writer.write(line)
+    assert received() == [b"".join(lines[:3])]
+    gevent.sleep(0.001)
+    assert received() == [b"".join(lines[3:])]
 
 
 def test_the_clock_text_matches_datetime_at_every_millisecond_and_second_boundary():
